@@ -1,0 +1,260 @@
+"""One serving replica: request queues, the KV cache and the clock, shared by every scheduling policy.
+
+A policy decides who gets tokens in a step (`schedule`); the engine applies the step: advances computed
+tokens, asks the cost model for the step's duration, emits the sampled tokens at the step's end and frees
+finished requests. When the policy certifies that the coming steps are pure decodes of every running
+request with nothing else able to happen, the engine advances that whole span at once: the batch is fixed
+but for contexts growing by one token a step, so finishes, block allocations and step times are computed
+in closed form, exactly equal to stepping one by one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+
+from servesim.engine.config import EngineConfig
+from servesim.engine.kv_cache import KVCacheManager
+from servesim.engine.logs import EmitLog, StepLog
+from servesim.engine.requests import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
+from servesim.perf.base import StepCostModel, StepShape
+
+SPAN_CAP = 4096  # longest span computed at once; a longer quiet stretch takes several
+FINISH_LENGTH, FINISH_MODEL_LEN, FINISH_REJECTED = 1, 2, 3
+
+
+class ReplicaEngine:
+    def __init__(self, cfg: EngineConfig, cost: StepCostModel, policy, requests: RequestTable, replica_id: int = 0,
+                 use_spans: bool = True, log_schedule: bool = False):
+        cfg.validate()
+        self.cfg = cfg
+        self.cost = cost
+        self.policy = policy
+        self.req = requests
+        self.replica_id = replica_id
+        self.use_spans = use_spans
+        bs = cfg.block_size
+        self.kv = KVCacheManager(cfg.num_gpu_blocks, bs, cfg.enable_prefix_caching, requests.block_key_fn(bs),
+                                 requests.shared_blocks_fn(bs), cfg.watermark)
+        self.running: list[int] = []
+        self.waiting: deque[int] = deque()
+        self.steps = StepLog()
+        self.emits = EmitLog(requests.n)
+        self.finished_now: list[int] = []  # requests that finished in the latest step() call
+        self.preempted_now: list[int] = []  # requests preempted in the latest step
+        # With log_schedule, one entry per step: ([(request, tokens), ...], [preempted requests]).
+        self.schedule_log: list | None = [] if log_schedule else None
+        self.num_finished = 0
+        self.num_rejected = 0
+        self._blocked = (-1, -1)  # (waiting head, kv.num_frees) when the head last failed to get blocks
+
+    # --- what policies and drivers use ---
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    def add(self, rid: int, now: float) -> bool:
+        """A request arrives; False if it is rejected the way vLLM rejects an over-long request."""
+        req, cfg = self.req, self.cfg
+        req.arrival[rid] = now
+        prompt = req.prompt_len[rid]
+        too_long = prompt > cfg.max_model_len or (cfg.reject_overlong and prompt + req.max_tokens[rid] > cfg.max_model_len)
+        if too_long or prompt <= 0:
+            req.status[rid] = REJECTED
+            req.finish_reason[rid] = FINISH_REJECTED
+            req.finished[rid] = now
+            self.num_rejected += 1
+            return False
+        req.status[rid] = WAITING
+        self.waiting.append(rid)
+        return True
+
+    def preempt(self, rid: int) -> None:
+        """Recompute preemption: free the blocks, forget computed tokens, go to the front of the queue."""
+        self.kv.free(rid, will_resume=True)
+        req = self.req
+        req.num_computed[rid] = 0
+        req.status[rid] = WAITING
+        req.num_preemptions[rid] += 1
+        self.waiting.appendleft(rid)
+        self.preempted_now.append(rid)
+
+    def admitted(self, rid: int, cached_tokens: int, now: float) -> None:
+        req = self.req
+        req.num_computed[rid] = cached_tokens
+        req.status[rid] = RUNNING
+        req.hit_tokens[rid] += cached_tokens
+        if req.first_scheduled[rid] < 0:
+            req.first_scheduled[rid] = now
+            req.cached_tokens[rid] = cached_tokens
+
+    def note_blocked(self, rid: int) -> None:
+        self._blocked = (rid, self.kv.num_frees)
+
+    def head_blocked(self) -> bool:
+        """The waiting head failed to get blocks and nothing was freed since: it cannot be admitted yet."""
+        return bool(self.waiting) and self._blocked == (self.waiting[0], self.kv.num_frees)
+
+    # --- stepping ---
+
+    def step(self, now: float, horizon: float = math.inf) -> float:
+        """Run one step (or a span of quiet decode steps ending before `horizon`) from `now`; return its end."""
+        self.finished_now = []
+        self.preempted_now = []
+        if self.use_spans and self.running and self.policy.decode_span_ok(self):
+            end = self._span(now, horizon)
+            if end is not None:
+                return end
+        return self._step(now)
+
+    def _step(self, now: float) -> float:
+        req = self.req
+        scheduled = self.policy.schedule(self, now)
+        if self.schedule_log is not None:
+            self.schedule_log.append((scheduled, list(self.preempted_now)))
+        nc, pl, no = req.num_computed, req.prompt_len, req.num_output
+        tokens = prefill_seqs = prefill_tokens = prefill_kv = decode_seqs = decode_kv = 0
+        pairs = 0
+        emitting = []
+        for rid, n in scheduled:
+            c = nc[rid]
+            tokens += n
+            if n == 1 and c > 0:
+                decode_seqs += 1
+                decode_kv += c + 1
+            else:
+                prefill_seqs += 1
+                prefill_tokens += n
+                pairs += n * c + n * (n + 1) // 2
+                prefill_kv += c + n
+            c += n
+            nc[rid] = c
+            if c == pl[rid] + no[rid]:
+                emitting.append(rid)
+        num_seqs = len(scheduled)
+        if tokens:
+            shape = StepShape(tokens, num_seqs, num_seqs, prefill_seqs, prefill_tokens, float(pairs), prefill_kv,
+                              decode_seqs, decode_kv)
+            duration = self.cost.step_time(shape)
+        else:
+            duration = 0.0
+        end = now + duration
+        step = len(self.steps)
+        if emitting:
+            self._emit(emitting, step, end)
+        self.steps.append(now, duration, tokens, prefill_tokens, tokens - prefill_tokens, num_seqs,
+                          len(self.running), len(self.waiting), self.kv.num_used, len(self.preempted_now))
+        return end
+
+    def _emit(self, rids: list[int], step: int, end: float) -> None:
+        req, cfg, emits = self.req, self.cfg, self.emits
+        no, pl, mt = req.num_output, req.prompt_len, req.max_tokens
+        done = []
+        for rid in rids:
+            no[rid] += 1
+            emits.emit(rid, step)
+            if req.first_token[rid] < 0:
+                req.first_token[rid] = end
+            if no[rid] >= mt[rid]:
+                done.append((rid, FINISH_LENGTH))
+            elif pl[rid] + no[rid] >= cfg.max_model_len:
+                done.append((rid, FINISH_MODEL_LEN))
+        if done:
+            self._finish(done, end)
+
+    def _finish(self, done: list[tuple[int, int]], end: float) -> None:
+        req = self.req
+        for rid, reason in done:
+            req.status[rid] = FINISHED
+            req.finish_reason[rid] = reason
+            req.finished[rid] = end
+            self.kv.free(rid, will_resume=False)
+            self.emits.close(rid)
+            self.finished_now.append(rid)
+        self.num_finished += len(done)
+        status = req.status
+        self.running = [r for r in self.running if status[r] == RUNNING]
+
+    # --- quiet decode spans ---
+
+    def _span(self, now: float, horizon: float) -> float | None:
+        """Advance k >= 2 pure-decode steps at once, or return None to let a normal step run."""
+        req, cfg, kv = self.req, self.cfg, self.kv
+        running = self.running
+        nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens
+        bs = cfg.block_size
+        mml = cfg.max_model_len
+        # Steps until the first request stops (it stops at the end of that step).
+        k_finish = min(min(mt[r] - no[r], mml - pl[r] - no[r]) for r in running)
+        if k_finish < 2:
+            return None
+        # Steps until the blocks run out: request r needs a block after `slack` more tokens, then every bs.
+        n_blocks = kv.n_blocks
+        slack = sorted(n_blocks[r] * bs - nc[r] for r in running)
+        b = len(running)
+        free = kv.num_free
+        k_kv = slack[free % b] + (free // b) * bs
+        k_max = min(k_finish, k_kv, SPAN_CAP)
+        if k_max < 2:
+            return None
+        kv_tokens = sum(nc[r] for r in running) + b
+        durations = self.cost.decode_span(b, kv_tokens, k_max)
+        ends = np.cumsum(np.concatenate(([now], durations)))[1:]
+        k = k_max
+        if horizon < math.inf:
+            k = min(k_max, 1 + int(np.searchsorted(ends[: k_max - 1], horizon, side="left")))
+            if k < 2:
+                return None
+        self._apply_span(k, now, durations[:k], ends[:k], slack)
+        return float(ends[k - 1])
+
+    def _apply_span(self, k: int, now: float, durations: np.ndarray, ends: np.ndarray, slack_sorted: list[int]) -> None:
+        req, cfg, kv = self.req, self.cfg, self.kv
+        running = self.running
+        nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens
+        bs, mml = cfg.block_size, cfg.max_model_len
+        first_step = len(self.steps)
+        last_step = first_step + k - 1
+        if self.schedule_log is not None:
+            entry = [(rid, 1) for rid in running]
+            self.schedule_log.extend((entry, []) for _ in range(k))
+        used_before = kv.num_used
+        n_blocks = kv.n_blocks
+        caching = kv.enable_caching
+        n_hashed = kv.n_hashed
+        new_blocks = 0
+        done = []
+        emits = self.emits
+        for rid in running:
+            c = nc[rid]
+            grow = -(-(c + k) // bs) - n_blocks[rid]
+            if grow > 0:
+                n_blocks[rid] += grow
+                new_blocks += grow
+            if caching:
+                n_hashed[rid] = (c + k) // bs
+            nc[rid] = c + k
+            no[rid] += k
+            emits.emit_range(rid, first_step, last_step)
+            if no[rid] >= mt[rid]:
+                done.append((rid, FINISH_LENGTH))
+            elif pl[rid] + no[rid] >= mml:
+                done.append((rid, FINISH_MODEL_LEN))
+        kv.take(new_blocks)
+        # KV blocks in use after each step: block needs fall at slack+1, slack+1+bs, ... for each request.
+        b = len(running)
+        rounds = np.arange((k + bs - 1) // bs + 1, dtype=np.int64) * bs
+        need_at = (rounds[:, None] + (np.asarray(slack_sorted, dtype=np.int64) + 1)[None, :]).ravel()
+        used = used_before + np.searchsorted(need_at, np.arange(1, k + 1), side="right")
+        starts = np.concatenate(([now], ends[:-1]))
+        running_after = np.full(k, b, dtype=np.int64)
+        if done:
+            self._finish(done, float(ends[-1]))
+            running_after[-1] = len(self.running)
+            used[-1] = kv.num_used
+        self.steps.extend(start=starts, duration=durations, num_tokens=b, prefill_tokens=0, decode_tokens=b,
+                          num_seqs=b, running=running_after, waiting=len(self.waiting), kv_blocks_used=used,
+                          preempted=0)

@@ -1,0 +1,209 @@
+"""Paged KV cache with vLLM v1's prefix cache: the same admission arithmetic and the same eviction order.
+
+What vLLM's block pool does, and what this class keeps of it:
+- block 0 is a reserved null block, so `num_blocks - 1` are usable;
+- a freed block without a hash goes to the *front* of the free queue (reused first), a freed block with a hash
+  goes to the *back* (LRU eviction), and a request frees its blocks tail first;
+- a lookup walks the request's chained block hashes and stops at the first miss, never covering the last token;
+- a hit on a free block takes it out of the free queue and counts against the free blocks at admission.
+
+Physical block ids do not change any decision, so blocks without a hash are a plain count. A hashed block is
+tracked individually only while another lookup could still find it: blocks of a shared prefix, and the own
+blocks of a preempted request (which may hit them when it resumes). The hashed blocks of a finished request
+are unreachable; they keep their LRU position as one anonymous run, which is all eviction needs of them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable, Hashable
+
+BlockKey = Callable[[int, int], Hashable]  # (request, block index) -> chained hash of that block
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class KVCacheManager:
+    def __init__(self, num_blocks: int, block_size: int, enable_caching: bool, block_key: BlockKey,
+                 shared_blocks: Callable[[int], int], watermark: float = 0.0):
+        self.block_size = block_size
+        self.num_usable = num_blocks - 1  # vLLM reserves block 0 as the null block
+        self.enable_caching = enable_caching
+        self.watermark_blocks = int(watermark * num_blocks)
+        self._key = block_key
+        self._shared_blocks = shared_blocks  # how many leading blocks of a request other requests may share
+        self.anon_free = self.num_usable  # free blocks without a hash: the front of vLLM's free queue
+        self.lru: OrderedDict[int, int] = OrderedDict()  # back of the free queue: block id -> 1, or run id (<0) -> n
+        self.lru_free = 0
+        self.cached: dict[Hashable, dict[int, None]] = {}  # hash -> block ids holding it, first = the one hits get
+        self.block_hash: dict[int, Hashable] = {}
+        self.ref: dict[int, int] = {}
+        self._next_id = 1
+        self._next_run = -1
+        # Per running request: blocks held, registered (individually tracked) leading blocks, hashed blocks.
+        self.n_blocks: dict[int, int] = {}
+        self.registered: dict[int, list[int]] = {}
+        self.n_hashed: dict[int, int] = {}
+        self.num_frees = 0  # bumped whenever blocks return; lets a policy know a blocked admission may now fit
+
+    # --- queries ---
+
+    @property
+    def num_free(self) -> int:
+        return self.anon_free + self.lru_free
+
+    @property
+    def num_used(self) -> int:
+        return self.num_usable - self.num_free
+
+    def usage(self) -> float:
+        return 1.0 - self.num_free / self.num_usable if self.num_usable else 0.0
+
+    def lookup(self, rid: int, num_tokens: int) -> list[int]:
+        """Cached blocks of the longest prefix hit, at most (num_tokens - 1) tokens so the last one is computed."""
+        if not self.enable_caching:
+            return []
+        hits = []
+        cached = self.cached
+        for i in range((num_tokens - 1) // self.block_size):
+            holders = cached.get(self._key(rid, i))
+            if not holders:
+                break
+            hits.append(next(iter(holders)))
+        return hits
+
+    # --- allocation ---
+
+    def admit(self, rid: int, hits: list[int], num_new_tokens: int, num_tokens: int, max_model_len: int,
+              apply_watermark: bool) -> bool:
+        """vLLM's allocate_slots for a waiting request, with scheduler_reserve_full_isl: the whole sequence
+        must fit before the first chunk is admitted."""
+        bs = self.block_size
+        num_hits = len(hits)
+        ref = self.ref
+        evictable = sum(1 for b in hits if ref[b] == 0)
+        reserve = self.watermark_blocks if apply_watermark else 0
+        free = self.num_free
+        full = min(num_tokens, max_model_len)
+        if max(cdiv(full, bs) - num_hits, 0) + evictable + reserve > free:
+            return False
+        slots = min(num_hits * bs + num_new_tokens, max_model_len)
+        if max(cdiv(slots, bs) - num_hits, 0) + evictable + reserve > free:
+            return False
+        for b in hits:  # touch: a hit on a free block takes it out of the free queue
+            if ref[b] == 0:
+                del self.lru[b]
+                self.lru_free -= 1
+            ref[b] += 1
+        self.registered[rid] = hits
+        self.n_blocks[rid] = num_hits
+        self.n_hashed[rid] = num_hits
+        self._grow(rid, cdiv(slots, bs))
+        self._cache(rid, min(num_hits * bs + num_new_tokens, num_tokens))
+        return True
+
+    def extend(self, rid: int, total_tokens: int, num_tokens: int) -> bool:
+        """Slots for a running request to hold `total_tokens` computed tokens; False if the blocks are not free."""
+        need = cdiv(total_tokens, self.block_size) - self.n_blocks[rid]
+        if need > self.num_free:
+            return False
+        if need > 0:
+            self._grow(rid, self.n_blocks[rid] + need)
+        self._cache(rid, min(total_tokens, num_tokens))
+        return True
+
+    def _grow(self, rid: int, blocks: int) -> None:
+        need = blocks - self.n_blocks[rid]
+        if need > 0:
+            self.take(need)
+            self.n_blocks[rid] = blocks
+
+    def take(self, n: int) -> None:
+        """Pop n blocks off the front of the free queue, evicting the hashes of those that had one."""
+        from_anon = min(n, self.anon_free)
+        self.anon_free -= from_anon
+        n -= from_anon
+        if n == 0:
+            return
+        self.lru_free -= n
+        lru = self.lru
+        while n:
+            key, count = next(iter(lru.items()))
+            if key < 0:  # an unreachable run
+                used = min(count, n)
+                if used == count:
+                    del lru[key]
+                else:
+                    lru[key] = count - used
+                n -= used
+            else:
+                del lru[key]
+                self._evict(key)
+                n -= 1
+
+    def _evict(self, block: int) -> None:
+        key = self.block_hash.pop(block)
+        del self.ref[block]
+        holders = self.cached[key]
+        del holders[block]
+        if not holders:
+            del self.cached[key]
+
+    def _cache(self, rid: int, tokens: int) -> None:
+        """Hash the request's full blocks; register those other requests could hit (the shared prefix)."""
+        if not self.enable_caching:
+            return
+        full = tokens // self.block_size
+        hashed = self.n_hashed[rid]
+        if full <= hashed:
+            return
+        shareable = min(full, self._shared_blocks(rid))
+        registered = self.registered[rid]
+        for i in range(max(hashed, len(registered)), shareable):
+            registered.append(self._register(self._key(rid, i), refs=1))
+        self.n_hashed[rid] = full
+
+    def _register(self, key: Hashable, refs: int) -> int:
+        block = self._next_id
+        self._next_id += 1
+        self.block_hash[block] = key
+        self.ref[block] = refs
+        holders = self.cached.get(key)
+        if holders is None:
+            self.cached[key] = {block: None}
+        else:
+            holders[block] = None
+        return block
+
+    # --- freeing ---
+
+    def free(self, rid: int, will_resume: bool) -> None:
+        """Return a request's blocks, tail first. A preempted request (will_resume) keeps its hashed blocks
+        findable so it can hit them when it is readmitted."""
+        blocks = self.n_blocks.pop(rid)
+        registered = self.registered.pop(rid)
+        hashed = self.n_hashed.pop(rid)
+        self.num_frees += 1
+        self.anon_free += blocks - hashed  # no hash: front of the queue
+        lru = self.lru
+        own_hashed = hashed - len(registered)
+        if own_hashed > 0:
+            if will_resume:
+                for i in range(hashed - 1, len(registered) - 1, -1):
+                    lru[self._register(self._key(rid, i), refs=0)] = 1
+            else:
+                last = next(reversed(lru)) if lru else 0
+                if last < 0:
+                    lru[last] += own_hashed
+                else:
+                    lru[self._next_run] = own_hashed
+                    self._next_run -= 1
+            self.lru_free += own_hashed
+        ref = self.ref
+        for b in reversed(registered):
+            ref[b] -= 1
+            if ref[b] == 0:
+                lru[b] = 1
+                self.lru_free += 1

@@ -1,0 +1,87 @@
+"""vLLM v1's scheduler (vllm/v1/core/sched/scheduler.py, 0.32), its decisions without its plumbing.
+
+No prefill or decode phases: every request wants `num_tokens - num_computed` tokens. One token budget per
+step goes to running requests first, in order, then to waiting ones, first come first served. A running
+request that cannot get blocks preempts the last running request (recompute) until it fits or preempts
+itself; a step that preempted admits nobody. Chunked prefill is the budget cutting a long prompt.
+"""
+
+from __future__ import annotations
+
+
+class VllmV1Policy:
+    name = "vllm-v1"
+
+    def schedule(self, eng, now: float) -> list[tuple[int, int]]:
+        cfg, req, kv = eng.cfg, eng.req, eng.kv
+        running, waiting = eng.running, eng.waiting
+        nc, pl, no = req.num_computed, req.prompt_len, req.num_output
+        budget = cfg.max_num_batched_tokens
+        max_model_len = cfg.max_model_len
+        # The threshold keeps one long prompt from starving others; alone, a request may use the whole budget.
+        threshold = cfg.long_prefill_token_threshold if len(running) + len(waiting) > 1 else 0
+        scheduled: list[tuple[int, int]] = []
+        preempted = False
+
+        i = 0
+        while i < len(running) and budget > 0:
+            rid = running[i]
+            computed = nc[rid]
+            num_tokens = pl[rid] + no[rid]
+            n = min(num_tokens - computed, budget, max_model_len - computed - 1)
+            if 0 < threshold < num_tokens - computed:
+                n = min(n, threshold)
+            if n <= 0:
+                i += 1
+                continue
+            fits = True
+            while not kv.extend(rid, computed + n, num_tokens):
+                victim = running.pop()
+                eng.preempt(victim)
+                preempted = True
+                if victim == rid:
+                    fits = False
+                    break
+            if not fits:
+                break
+            scheduled.append((rid, n))
+            budget -= n
+            i += 1
+
+        if preempted:
+            return scheduled
+        while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
+            rid = waiting[0]
+            num_tokens = pl[rid] + no[rid]
+            hits = kv.lookup(rid, num_tokens)
+            cached = len(hits) * cfg.block_size
+            n = num_tokens - cached
+            if 0 < threshold < n:
+                n = threshold
+            if not cfg.enable_chunked_prefill and n > budget:
+                break
+            n = min(n, budget)
+            if not kv.admit(rid, hits, n, num_tokens, max_model_len, apply_watermark=bool(running)):
+                eng.note_blocked(rid)
+                break
+            waiting.popleft()
+            running.append(rid)
+            eng.admitted(rid, cached, now)
+            scheduled.append((rid, n))
+            budget -= n
+        return scheduled
+
+    def decode_span_ok(self, eng) -> bool:
+        """True when the next step gives every running request exactly one decode token and admits no one."""
+        cfg, req = eng.cfg, eng.req
+        running = eng.running
+        b = len(running)
+        if b > cfg.max_num_batched_tokens:
+            return False
+        nc, pl, no = req.num_computed, req.prompt_len, req.num_output
+        for rid in running:
+            if nc[rid] != pl[rid] + no[rid] - 1:
+                return False
+        if eng.waiting and b < cfg.max_num_seqs and b < cfg.max_num_batched_tokens and not eng.head_blocked():
+            return False
+        return True

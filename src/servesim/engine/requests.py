@@ -1,0 +1,84 @@
+"""Request state as parallel arrays indexed by request id: no object per request on the hot path."""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+
+NOT_YET = -1.0  # a time that has not happened
+
+WAITING, RUNNING, FINISHED, REJECTED = 0, 1, 2, 3
+
+
+class RequestTable:
+    """Static request facts from the workload plus the dynamic counters the scheduler moves.
+
+    `num_tokens` of a request is prompt + outputs so far; it is `prompt_len[r] + num_output[r]`.
+    """
+
+    def __init__(self, prompt_len, output_len, prefix_ids=None, prefix_block_tokens: int = 512,
+                 priority=None, client=None):
+        n = len(prompt_len)
+        self.n = n
+        self.prompt_len = [int(x) for x in prompt_len]
+        self.max_tokens = [int(x) for x in output_len]
+        self.prefix_ids = prefix_ids  # per request: None or a sequence of chained prefix-block ids
+        self.prefix_block_tokens = prefix_block_tokens
+        self.priority = list(priority) if priority is not None else None
+        self.client = list(client) if client is not None else None
+        self.num_output = [0] * n
+        self.num_computed = [0] * n
+        self.status = bytearray(n)
+        self.num_preemptions = array("q", bytes(8 * n))
+        self.cached_tokens = array("q", bytes(8 * n))  # prefix-cache hit at first admission
+        self.hit_tokens = array("q", bytes(8 * n))  # prefix-cache hits over all admissions (resumes too)
+        self.arrival = array("d", [NOT_YET]) * n
+        self.first_scheduled = array("d", [NOT_YET]) * n
+        self.first_token = array("d", [NOT_YET]) * n
+        self.finished = array("d", [NOT_YET]) * n
+        self.finish_reason = bytearray(n)  # 0 none, 1 length (max_tokens), 2 max_model_len, 3 rejected
+
+    # Block hashes: a shared block is named by the chained prefix id covering its last token and the token
+    # offset into that prefix block, so two requests share exactly the blocks whose every token is shared.
+
+    def shared_tokens(self, rid: int) -> int:
+        ids = self.prefix_ids[rid] if self.prefix_ids is not None else None
+        if not ids:
+            return 0
+        return min(len(ids) * self.prefix_block_tokens, self.prompt_len[rid])
+
+    def block_key_fn(self, block_size: int):
+        ids_of = self.prefix_ids
+        g = self.prefix_block_tokens
+        shared_tokens = self.shared_tokens
+
+        def key(rid: int, i: int):
+            end = (i + 1) * block_size
+            if ids_of is not None and end <= shared_tokens(rid):
+                j = (end - 1) // g
+                return (ids_of[rid][j], end - j * g)
+            return (-1 - rid, i)
+
+        return key
+
+    def shared_blocks_fn(self, block_size: int):
+        if self.prefix_ids is None:
+            return lambda rid: 0
+        shared_tokens = self.shared_tokens
+        return lambda rid: shared_tokens(rid) // block_size
+
+    def outputs_as_numpy(self) -> dict[str, np.ndarray]:
+        return {
+            "prompt_len": np.asarray(self.prompt_len, dtype=np.int64),
+            "output_len": np.asarray(self.num_output, dtype=np.int64),
+            "max_tokens": np.asarray(self.max_tokens, dtype=np.int64),
+            "arrival": np.frombuffer(self.arrival, dtype=np.float64).copy(),
+            "first_scheduled": np.frombuffer(self.first_scheduled, dtype=np.float64).copy(),
+            "first_token": np.frombuffer(self.first_token, dtype=np.float64).copy(),
+            "finished": np.frombuffer(self.finished, dtype=np.float64).copy(),
+            "preemptions": np.frombuffer(self.num_preemptions, dtype=np.int64).copy(),
+            "cached_tokens": np.frombuffer(self.cached_tokens, dtype=np.int64).copy(),
+            "hit_tokens": np.frombuffer(self.hit_tokens, dtype=np.int64).copy(),
+            "finish_reason": np.frombuffer(bytes(self.finish_reason), dtype=np.uint8).copy(),
+        }

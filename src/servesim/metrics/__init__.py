@@ -1,0 +1,3 @@
+from servesim.metrics.summary import SLO, summarize
+
+__all__ = ["SLO", "summarize"]

@@ -1,0 +1,111 @@
+"""Result files: summary.json, requests.parquet, steps.parquet and the resolved config.yaml.
+
+The same schema is written by `simulate` and by `measure` (a real server), so `compare` reads either.
+Nothing time-of-day or machine-specific goes into a file: same config and seed give identical bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from servesim import __version__
+from servesim.errors import ServesimError
+from servesim.metrics.latency import itl_lists, request_latencies, step_ends
+
+FINISH_REASONS = np.array(["", "length", "max_model_len", "rejected"])
+RESULT_FILES = ("summary.json", "requests.parquet", "steps.parquet", "config.yaml")
+
+
+def _clean(x):
+    """JSON-safe: NaN and inf become null, numpy scalars plain numbers."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return None if not math.isfinite(float(x)) else float(x)
+    return x
+
+
+def requests_table(reqs: dict[str, np.ndarray], itl_offsets: np.ndarray, itl_values: np.ndarray,
+                   replica: np.ndarray | None = None) -> pa.Table:
+    lat = request_latencies(reqs)
+    n = len(reqs["arrival"])
+    itl = pa.ListArray.from_arrays(pa.array(itl_offsets.astype(np.int32)), pa.array(itl_values, type=pa.float64()))
+    columns = {
+        "request_id": np.arange(n, dtype=np.int64),
+        "arrival_s": reqs["arrival"],
+        "prompt_tokens": reqs["prompt_len"],
+        "output_tokens": reqs["output_len"],
+        "ttft_s": lat["ttft"],
+        "tpot_s": lat["tpot"],
+        "e2e_s": lat["e2e"],
+        "queue_s": lat["queue"],
+        "first_token_s": reqs["first_token"],
+        "finished_s": reqs["finished"],
+        "preemptions": reqs["preemptions"],
+        "cached_tokens": reqs["cached_tokens"],
+        "finish_reason": FINISH_REASONS[reqs["finish_reason"]],
+    }
+    table = pa.table(columns)
+    table = table.append_column("itl_s", itl)
+    if replica is not None:
+        table = table.append_column("replica", pa.array(replica))
+    return table
+
+
+def steps_table(steps: dict[str, np.ndarray], kv_blocks_usable: int) -> pa.Table:
+    columns = {"step": np.arange(len(steps["start"]), dtype=np.int64), **steps}
+    columns["end"] = step_ends(steps)
+    columns["kv_usage"] = steps["kv_blocks_used"] / max(1, kv_blocks_usable)
+    return pa.table(columns)
+
+
+def write_result(result, out_dir: str | Path) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    usable = result.engine_config.num_gpu_blocks - 1
+    offsets, values = itl_lists(result.steps, result.emits, len(result.requests["arrival"]))
+    pq.write_table(requests_table(result.requests, offsets, values), out / "requests.parquet")
+    pq.write_table(steps_table(result.steps, usable), out / "steps.parquet")
+    config = result.config.to_dict()
+    (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
+    document = {
+        "servesim_version": __version__,
+        "seed": result.config.seed,
+        "config": config,
+        "engine": result.engine_config.__dict__,
+        "memory": result.memory.as_dict() if result.memory else None,
+        "workload": result.workload.describe(),
+        "meta": result.meta,
+        "summary": result.summary,
+    }
+    (out / "summary.json").write_text(json.dumps(_clean(document), indent=1, sort_keys=True) + "\n")
+    return out
+
+
+def read_result(run_dir: str | Path) -> dict:
+    """A run directory's files; a clear message if it is missing some or comes from another version."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ServesimError(f"run directory {str(run)!r} does not exist")
+    missing = [name for name in RESULT_FILES[:3] if not (run / name).exists()]
+    if missing:
+        raise ServesimError(f"{run}: missing {', '.join(missing)}; expected the output of `servesim simulate -o` or `servesim measure -o`")
+    summary = json.loads((run / "summary.json").read_text())
+    if "summary" not in summary or "servesim_version" not in summary:
+        raise ServesimError(f"{run}/summary.json: not a servesim result (no 'summary' / 'servesim_version')")
+    return {
+        "summary": summary,
+        "requests": pq.read_table(run / "requests.parquet"),
+        "steps": pq.read_table(run / "steps.parquet"),
+    }

@@ -1,0 +1,94 @@
+"""The numbers a serving engineer asks for: latency percentiles, throughput, SLO goodput, KV pressure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from servesim.metrics.latency import distribution, itl_weighted, request_latencies, step_ends, weighted_distribution
+
+
+@dataclass(frozen=True)
+class SLO:
+    ttft: float | None = None  # seconds
+    tpot: float | None = None  # seconds
+
+    def met(self, lat: dict[str, np.ndarray]) -> np.ndarray:
+        ok = ~np.isnan(lat["e2e"])  # rejected requests never meet an SLO
+        if self.ttft is not None:
+            ok &= lat["ttft"] <= self.ttft
+        if self.tpot is not None:
+            ok &= np.isnan(lat["tpot"]) | (lat["tpot"] <= self.tpot)  # one-token answers have no TPOT
+        return ok
+
+
+def time_weighted(values: np.ndarray, durations: np.ndarray) -> float | None:
+    total = durations.sum()
+    return float(np.dot(values, durations) / total) if total > 0 else None
+
+
+def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, slo: SLO,
+              kv_blocks_usable: int) -> dict:
+    lat = request_latencies(reqs)
+    done = reqs["finish_reason"] != 3
+    completed = int(done.sum())
+    out: dict = {
+        "requests": {
+            "total": int(len(done)),
+            "completed": completed,
+            "rejected": int((~done).sum()),
+            "preemptions": int(reqs["preemptions"].sum()),
+            "preempted_requests": int((reqs["preemptions"] > 0).sum()),
+        }
+    }
+    if completed == 0:
+        out["latency_s"] = {}
+        out["throughput"] = {}
+        return out
+    start = float(reqs["arrival"][done].min())
+    end = float(reqs["finished"][done].max())
+    duration = end - start
+    values, counts = itl_weighted(steps, emits)
+    out["latency_s"] = {
+        "ttft": distribution(lat["ttft"]),
+        "tpot": distribution(lat["tpot"]),
+        "itl": weighted_distribution(values, counts),
+        "e2e": distribution(lat["e2e"]),
+        "queue": distribution(lat["queue"]),
+    }
+    prompt_tokens = int(reqs["prompt_len"][done].sum())
+    output_tokens = int(reqs["output_len"][done].sum())
+    per_s = (lambda x: x / duration) if duration > 0 else (lambda x: None)
+    out["throughput"] = {
+        "duration_s": duration,
+        "requests_per_s": per_s(completed),
+        "input_tokens_per_s": per_s(prompt_tokens),
+        "output_tokens_per_s": per_s(output_tokens),
+        "total_tokens_per_s": per_s(prompt_tokens + output_tokens),
+    }
+    met = slo.met(lat)
+    out["slo"] = {
+        "ttft_s": slo.ttft,
+        "tpot_s": slo.tpot,
+        "attainment": float(met.mean()),
+        "goodput_requests_per_s": per_s(int(met.sum())),
+    }
+    out["prefix_cache"] = {
+        "hit_tokens": int(reqs["hit_tokens"].sum()),
+        "hit_rate": float(reqs["cached_tokens"][done].sum() / max(1, prompt_tokens)),
+    }
+    durations = steps["duration"]
+    usage = steps["kv_blocks_used"] / max(1, kv_blocks_usable)
+    out["engine"] = {
+        "steps": int(len(durations)),
+        "busy_s": float(durations.sum()),
+        "kv_usage_peak": float(usage.max()) if len(usage) else 0.0,
+        "kv_usage_mean": time_weighted(usage, durations),
+        "running_mean": time_weighted(steps["running"].astype(float), durations),
+        "running_peak": int(steps["running"].max()) if len(durations) else 0,
+        "waiting_peak": int(steps["waiting"].max()) if len(durations) else 0,
+        "mean_batch_tokens": time_weighted(steps["num_tokens"].astype(float), durations),
+        "last_step_end_s": float(step_ends(steps)[-1]) if len(durations) else 0.0,
+    }
+    return out

@@ -1,0 +1,38 @@
+"""The interface between the engine and any clock: what one step computes, and what it costs."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+
+class StepShape(NamedTuple):
+    """The work of one engine step, aggregated over the requests it runs.
+
+    A request with `n` new tokens on top of `c` already-computed ones is a decode if n == 1 and c > 0,
+    otherwise a prefill chunk. All attention terms are linear in the requests, so a step is summarised by sums.
+    """
+
+    num_tokens: int  # new tokens over all requests (rows through every GEMM)
+    num_seqs: int
+    num_sampled: int  # requests that sample a token this step (rows through the LM head)
+    prefill_seqs: int
+    prefill_tokens: int
+    prefill_attn_pairs: float  # sum of n*c + n*(n+1)/2: query-key pairs of causal attention over the context
+    prefill_kv_tokens: int  # sum of c + n: KV read by prefill chunks
+    decode_seqs: int
+    decode_kv_tokens: int  # sum of c + 1: KV read by decodes
+
+
+class StepCostModel(Protocol):
+    def step_time(self, shape: StepShape) -> float:
+        """Seconds for one step."""
+
+    def decode_span(self, num_seqs: int, kv_tokens: int, steps: int) -> np.ndarray:
+        """Durations of `steps` pure-decode steps of `num_seqs` requests whose KV sum starts at `kv_tokens`
+        and grows by `num_seqs` a step. Must equal step_time() of each step bit for bit."""
+
+
+def decode_shape(num_seqs: int, kv_tokens: int) -> StepShape:
+    return StepShape(num_seqs, num_seqs, num_seqs, 0, 0, 0.0, 0, num_seqs, kv_tokens)

@@ -1,0 +1,83 @@
+"""Rich tables for the terminal, and a progress bar that only appears for runs longer than a second."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+def _ms(x):
+    return "-" if x is None else f"{x * 1000:.1f}"
+
+
+def summary_tables(summary: dict, title: str = "") -> list[Table]:
+    tables = []
+    lat = summary.get("latency_s") or {}
+    if lat:
+        t = Table(title=title or "latency (ms)", title_justify="left")
+        t.add_column("metric")
+        for col in ("mean", "p50", "p90", "p95", "p99"):
+            t.add_column(col, justify="right")
+        names = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2e": "E2E", "queue": "queueing"}
+        for key, label in names.items():
+            d = lat.get(key) or {}
+            t.add_row(label, *(_ms(d.get(c)) for c in ("mean", "p50", "p90", "p95", "p99")))
+        tables.append(t)
+    t = Table(title="throughput and load", title_justify="left", show_header=False)
+    t.add_column("what")
+    t.add_column("value", justify="right")
+    r = summary["requests"]
+    t.add_row("requests completed / rejected", f"{r['completed']} / {r['rejected']}")
+    tp = summary.get("throughput") or {}
+    if tp:
+        t.add_row("duration (s)", f"{tp['duration_s']:.1f}")
+        for key, label in (("requests_per_s", "requests/s"), ("input_tokens_per_s", "input tokens/s"),
+                           ("output_tokens_per_s", "output tokens/s")):
+            t.add_row(label, "-" if tp[key] is None else f"{tp[key]:.2f}")
+    slo = summary.get("slo")
+    if slo and (slo["ttft_s"] is not None or slo["tpot_s"] is not None):
+        target = ", ".join(f"{k.upper()} <= {_ms(slo[k + '_s'])} ms" for k in ("ttft", "tpot") if slo[k + "_s"] is not None)
+        t.add_row(f"SLO attainment ({target})", f"{slo['attainment'] * 100:.1f}%")
+        good = slo["goodput_requests_per_s"]
+        t.add_row("goodput (requests/s meeting the SLO)", "-" if good is None else f"{good:.2f}")
+    eng = summary.get("engine")
+    if eng:
+        t.add_row("preemptions", str(r["preemptions"]))
+        t.add_row("KV cache usage peak / mean", f"{eng['kv_usage_peak'] * 100:.1f}% / {(eng['kv_usage_mean'] or 0) * 100:.1f}%")
+        t.add_row("running requests mean / peak", f"{eng['running_mean'] or 0:.1f} / {eng['running_peak']}")
+        t.add_row("waiting requests peak", str(eng["waiting_peak"]))
+        pc = summary.get("prefix_cache") or {}
+        if pc.get("hit_tokens"):
+            t.add_row("prefix cache hit rate (prompt tokens)", f"{pc['hit_rate'] * 100:.1f}%")
+    tables.append(t)
+    return tables
+
+
+class LazyProgress:
+    """A progress bar with ETA that appears only once the work has taken over a second."""
+
+    def __init__(self, total: int, description: str, console: Console, enabled: bool = True):
+        self.total, self.description, self.console, self.enabled = total, description, console, enabled
+        self.started = time.monotonic()
+        self.progress: Progress | None = None
+        self.task = None
+
+    def __call__(self, done: int) -> None:
+        if not self.enabled:
+            return
+        if self.progress is None:
+            if time.monotonic() - self.started < 1.0:
+                return
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     console=self.console, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task(self.description, total=self.total)
+        self.progress.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
