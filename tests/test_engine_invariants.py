@@ -113,3 +113,35 @@ def test_prefix_hits_never_exceed_shared_prefix(groups, tight):
         if req.num_preemptions[r] == 0:
             assert req.hit_tokens[r] <= shared
         assert req.cached_tokens[r] <= min(shared, prompts[r] - 1)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([2.0, 8.0, 40.0]), st.sampled_from([60, 400, 5000]))
+def test_spans_equal_single_steps_with_a_real_clock_and_arrivals(seed, qps, blocks):
+    """Roofline step times and open-loop arrivals: the span path must not move any token by a bit."""
+    from servesim.cluster.driver import run_replica
+    from servesim.config import RunConfig
+    from servesim.engine.config import EngineConfig
+    from servesim.engine.engine import ReplicaEngine
+    from servesim.engine.policies import make_policy
+    from servesim.engine.requests import RequestTable
+    from servesim.hardware import get_device
+    from servesim.models import get_model
+    from servesim.perf import RooflineModel
+    from servesim.workload.build import build_workload
+
+    w = build_workload(RunConfig(workload="chat", requests=150, qps=qps, seed=seed))
+    cost = RooflineModel(get_model("llama-3.1-8b"), get_device("h100"), step_overhead=0.002)
+    cfg = EngineConfig(num_gpu_blocks=blocks, block_size=16, max_num_batched_tokens=2048, max_num_seqs=64,
+                       max_model_len=min(16384, (blocks - 1) * 16))
+    out = []
+    for spans in (False, True):
+        table = RequestTable(w.prompt_len, w.output_len)
+        eng = ReplicaEngine(cfg, cost, make_policy("vllm-v1"), table, use_spans=spans)
+        run_replica(eng, w)
+        out.append((table.outputs_as_numpy(), eng.steps.as_numpy()))
+    (ra, sa), (rb, sb) = out
+    for key in ra:
+        np.testing.assert_array_equal(ra[key], rb[key], err_msg=key)
+    for key in sa:
+        np.testing.assert_array_equal(sa[key], sb[key], err_msg=key)

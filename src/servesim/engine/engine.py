@@ -19,7 +19,7 @@ from servesim.engine.config import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager
 from servesim.engine.logs import EmitLog, StepLog
 from servesim.engine.requests import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
-from servesim.perf.base import StepCostModel, StepShape
+from servesim.perf.base import StepCostModel, StepShape, decode_span_until
 
 SPAN_CAP = 4096  # longest span computed at once; a longer quiet stretch takes several
 FINISH_LENGTH, FINISH_MODEL_LEN, FINISH_REJECTED = 1, 2, 3
@@ -40,7 +40,7 @@ class ReplicaEngine:
                                  requests.shared_blocks_fn(bs), cfg.watermark)
         self.running: list[int] = []
         self.waiting: deque[int] = deque()
-        self.steps = StepLog()
+        self.steps = StepLog(cfg.block_size)
         self.emits = EmitLog(requests.n)
         self.finished_now: list[int] = []  # requests that finished in the latest step() call
         self.preempted_now: list[int] = []  # requests preempted in the latest step
@@ -188,28 +188,34 @@ class ReplicaEngine:
         bs = cfg.block_size
         mml = cfg.max_model_len
         # Steps until the first request stops (it stops at the end of that step).
-        k_finish = min(min(mt[r] - no[r], mml - pl[r] - no[r]) for r in running)
-        if k_finish < 2:
+        k_max = SPAN_CAP
+        kv_tokens = 0
+        for r in running:
+            left = mt[r] - no[r]
+            if mml - pl[r] - no[r] < left:
+                left = mml - pl[r] - no[r]
+            if left < k_max:
+                k_max = left
+            kv_tokens += nc[r]
+        if k_max < 2:
             return None
         # Steps until the blocks run out: request r needs a block after `slack` more tokens, then every bs.
         n_blocks = kv.n_blocks
-        slack = sorted(n_blocks[r] * bs - nc[r] for r in running)
+        slack = sorted([n_blocks[r] * bs - nc[r] for r in running])
         b = len(running)
         free = kv.num_free
         k_kv = slack[free % b] + (free // b) * bs
-        k_max = min(k_finish, k_kv, SPAN_CAP)
-        if k_max < 2:
-            return None
-        kv_tokens = sum(nc[r] for r in running) + b
-        durations = self.cost.decode_span(b, kv_tokens, k_max)
-        ends = np.cumsum(np.concatenate(([now], durations)))[1:]
-        k = k_max
-        if horizon < math.inf:
-            k = min(k_max, 1 + int(np.searchsorted(ends[: k_max - 1], horizon, side="left")))
-            if k < 2:
+        if k_kv < k_max:
+            k_max = k_kv
+            if k_max < 2:
                 return None
-        self._apply_span(k, now, durations[:k], ends[:k], slack)
-        return float(ends[k - 1])
+        kv_tokens += b
+        durations, ends = decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon)
+        k = len(durations)
+        if k < 2:
+            return None
+        self._apply_span(k, now, durations, ends, slack)
+        return float(ends[-1])
 
     def _apply_span(self, k: int, now: float, durations: np.ndarray, ends: np.ndarray, slack_sorted: list[int]) -> None:
         req, cfg, kv = self.req, self.cfg, self.kv
@@ -223,38 +229,31 @@ class ReplicaEngine:
             self.schedule_log.extend((entry, []) for _ in range(k))
         used_before = kv.num_used
         n_blocks = kv.n_blocks
-        caching = kv.enable_caching
-        n_hashed = kv.n_hashed
+        n_hashed = kv.n_hashed if kv.enable_caching else None
         new_blocks = 0
         done = []
-        emits = self.emits
+        emit_range = self.emits.emit_range
+        first_token = req.first_token
         for rid in running:
-            c = nc[rid]
-            grow = -(-(c + k) // bs) - n_blocks[rid]
+            c = nc[rid] + k
+            grow = -(-c // bs) - n_blocks[rid]
             if grow > 0:
                 n_blocks[rid] += grow
                 new_blocks += grow
-            if caching:
-                n_hashed[rid] = (c + k) // bs
-            nc[rid] = c + k
+            if n_hashed is not None:
+                n_hashed[rid] = c // bs
+            nc[rid] = c
             no[rid] += k
-            emits.emit_range(rid, first_step, last_step)
+            emit_range(rid, first_step, last_step)
+            if first_token[rid] < 0:  # its last prompt token was the one pending
+                first_token[rid] = float(ends[0])
             if no[rid] >= mt[rid]:
                 done.append((rid, FINISH_LENGTH))
             elif pl[rid] + no[rid] >= mml:
                 done.append((rid, FINISH_MODEL_LEN))
         kv.take(new_blocks)
-        # KV blocks in use after each step: block needs fall at slack+1, slack+1+bs, ... for each request.
         b = len(running)
-        rounds = np.arange((k + bs - 1) // bs + 1, dtype=np.int64) * bs
-        need_at = (rounds[:, None] + (np.asarray(slack_sorted, dtype=np.int64) + 1)[None, :]).ravel()
-        used = used_before + np.searchsorted(need_at, np.arange(1, k + 1), side="right")
-        starts = np.concatenate(([now], ends[:-1]))
-        running_after = np.full(k, b, dtype=np.int64)
         if done:
             self._finish(done, float(ends[-1]))
-            running_after[-1] = len(self.running)
-            used[-1] = kv.num_used
-        self.steps.extend(start=starts, duration=durations, num_tokens=b, prefill_tokens=0, decode_tokens=b,
-                          num_seqs=b, running=running_after, waiting=len(self.waiting), kv_blocks_used=used,
-                          preempted=0)
+        self.steps.append_span(now, durations, ends, b, len(self.waiting), used_before, slack_sorted,
+                               len(self.running), kv.num_used)

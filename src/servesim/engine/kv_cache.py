@@ -106,12 +106,16 @@ class KVCacheManager:
 
     def extend(self, rid: int, total_tokens: int, num_tokens: int) -> bool:
         """Slots for a running request to hold `total_tokens` computed tokens; False if the blocks are not free."""
-        need = cdiv(total_tokens, self.block_size) - self.n_blocks[rid]
-        if need > self.num_free:
-            return False
-        if need > 0:
-            self._grow(rid, self.n_blocks[rid] + need)
-        self._cache(rid, min(total_tokens, num_tokens))
+        bs = self.block_size
+        held = self.n_blocks[rid]
+        if total_tokens > held * bs:
+            need = -(-total_tokens // bs) - held
+            if need > self.anon_free + self.lru_free:
+                return False
+            self.take(need)
+            self.n_blocks[rid] = held + need
+        if self.enable_caching and min(total_tokens, num_tokens) // bs > self.n_hashed[rid]:
+            self._cache(rid, min(total_tokens, num_tokens))
         return True
 
     def _grow(self, rid: int, blocks: int) -> None:

@@ -1,8 +1,9 @@
 """Append-only logs the engine writes while it runs: one row per step, one row per run of consecutive tokens.
 
-A request emits tokens at the ends of steps. While it decodes without interruption those steps are
-consecutive, so its token times are stored as ranges of step indices, not as one value per token; every
-TTFT and ITL is recovered exactly from the ranges and the step end times.
+A decode span is logged as one record and expanded into its per-step rows only when the log is read, so
+advancing a span costs O(1) log work. A request emits tokens at the ends of steps; while it decodes without
+interruption those steps are consecutive, so its token times are stored as ranges of step indices, not one
+value per token. Every TTFT and ITL is recovered exactly from the ranges and the step end times.
 """
 
 from __future__ import annotations
@@ -11,55 +12,78 @@ from array import array
 
 import numpy as np
 
-STEP_COLUMNS = {
-    "start": "d",
-    "duration": "d",
-    "num_tokens": "q",
-    "prefill_tokens": "q",
-    "decode_tokens": "q",
-    "num_seqs": "q",
-    "running": "q",
-    "waiting": "q",
-    "kv_blocks_used": "q",
-    "preempted": "q",
-}
+STEP_COLUMNS = ("start", "duration", "num_tokens", "prefill_tokens", "decode_tokens", "num_seqs", "running",
+                "waiting", "kv_blocks_used", "preempted")
+FLOAT_COLUMNS = ("start", "duration")
 
 
 class StepLog:
-    def __init__(self):
-        for name, code in STEP_COLUMNS.items():
-            setattr(self, name, array(code))
+    def __init__(self, block_size: int):
+        self.block_size = block_size
+        self._rows = [array("d" if name in FLOAT_COLUMNS else "q") for name in STEP_COLUMNS]
+        self._spans: list[tuple] = []  # the arguments of append_span, after the index of the first step
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self.start)
+        return self._count
 
-    def append(self, start, duration, num_tokens, prefill_tokens, decode_tokens, num_seqs, running, waiting,
-               kv_blocks_used, preempted) -> None:
-        self.start.append(start)
-        self.duration.append(duration)
-        self.num_tokens.append(num_tokens)
-        self.prefill_tokens.append(prefill_tokens)
-        self.decode_tokens.append(decode_tokens)
-        self.num_seqs.append(num_seqs)
-        self.running.append(running)
-        self.waiting.append(waiting)
-        self.kv_blocks_used.append(kv_blocks_used)
-        self.preempted.append(preempted)
+    def append(self, *row) -> None:
+        """One step: values in STEP_COLUMNS order."""
+        for column, value in zip(self._rows, row):
+            column.append(value)
+        self._count += 1
 
-    def extend(self, **columns) -> None:
-        """Append many rows at once; each column a numpy array or a scalar repeated over the rows."""
-        rows = len(columns["start"])
-        for name, code in STEP_COLUMNS.items():
-            value = columns[name]
-            dtype = np.float64 if code == "d" else np.int64
-            column = np.broadcast_to(np.asarray(value, dtype=dtype), (rows,))
-            getattr(self, name).frombytes(np.ascontiguousarray(column).tobytes())
+    def append_span(self, start: float, durations: np.ndarray, ends: np.ndarray, batch: int, waiting: int,
+                    kv_used_before: int, slack: list[int], running_after: int, kv_used_after: int) -> None:
+        """k pure-decode steps of `batch` requests; request r takes a KV block after slack[r] + 1 steps and
+        then every block_size steps."""
+        self._spans.append((self._count, start, durations, ends, batch, waiting, kv_used_before, slack,
+                            running_after, kv_used_after))
+        self._count += len(durations)
 
     def as_numpy(self) -> dict[str, np.ndarray]:
-        out = {}
-        for name, code in STEP_COLUMNS.items():
-            out[name] = np.frombuffer(getattr(self, name), dtype=np.float64 if code == "d" else np.int64).copy()
+        out = {name: np.empty(self._count, dtype=np.float64 if name in FLOAT_COLUMNS else np.int64) for name in STEP_COLUMNS}
+        is_row = np.ones(self._count, dtype=bool)
+        if self._spans:
+            self._expand_spans(out, is_row)
+        for name, column in zip(STEP_COLUMNS, self._rows):
+            out[name][is_row] = np.frombuffer(column, dtype=out[name].dtype)
         return out
+
+    def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray) -> None:
+        first, start, durations, ends, batch, waiting, used_before, slack, running_after, used_after = zip(*self._spans)
+        first = np.asarray(first, dtype=np.int64)
+        lengths = np.asarray([len(d) for d in durations], dtype=np.int64)
+        span_of = np.repeat(np.arange(len(first)), lengths)
+        offsets = np.cumsum(lengths) - lengths
+        index = np.repeat(first, lengths) + (np.arange(int(lengths.sum())) - np.repeat(offsets, lengths))
+        is_row[index] = False
+        all_ends = np.concatenate(ends)
+        starts = all_ends.copy()
+        starts[1:] = all_ends[:-1]
+        starts[offsets] = start  # each span's first step starts where the span started
+        out["start"][index] = starts
+        out["duration"][index] = np.concatenate(durations)
+        b = np.asarray(batch, dtype=np.int64)
+        for name, value in (("num_tokens", b), ("decode_tokens", b), ("num_seqs", b), ("running", b),
+                            ("waiting", np.asarray(waiting, dtype=np.int64))):
+            out[name][index] = value[span_of]
+        out["prefill_tokens"][index] = 0
+        out["preempted"][index] = 0
+        last = first + lengths - 1
+        out["running"][last] = running_after
+        # Blocks in use after step j (1-based) of a span: with (q, m) = divmod(j - 1, block_size), every request
+        # took q blocks, plus one more if its slack <= m.
+        bs = self.block_size
+        slack_len = np.asarray([len(x) for x in slack], dtype=np.int64)
+        counts = np.zeros((len(first), bs), dtype=np.int64)
+        np.add.at(counts, (np.repeat(np.arange(len(first)), slack_len), np.concatenate([np.asarray(x, dtype=np.int64) for x in slack])), 1)
+        at_most = np.cumsum(counts, axis=1)
+        j = index - np.repeat(first, lengths)  # 0-based step within the span, i.e. j - 1 above
+        q, m = np.divmod(j, bs)
+        used = np.asarray(used_before, dtype=np.int64)[span_of] + b[span_of] * q + at_most[span_of, m]
+        out["kv_blocks_used"][index] = used
+        out["kv_blocks_used"][last] = used_after
 
 
 class EmitLog:
@@ -73,12 +97,7 @@ class EmitLog:
         self.hi = array("q")
 
     def emit(self, rid: int, step: int) -> None:
-        last = self.last[rid]
-        if last != step - 1:
-            if last >= 0:
-                self._close(rid, last)
-            self.first[rid] = step
-        self.last[rid] = step
+        self.emit_range(rid, step, step)
 
     def emit_range(self, rid: int, lo: int, hi: int) -> None:
         last = self.last[rid]

@@ -21,8 +21,8 @@ class RequestTable:
                  priority=None, client=None):
         n = len(prompt_len)
         self.n = n
-        self.prompt_len = [int(x) for x in prompt_len]
-        self.max_tokens = [int(x) for x in output_len]
+        self.prompt_len = np.asarray(prompt_len, dtype=np.int64).tolist()
+        self.max_tokens = np.asarray(output_len, dtype=np.int64).tolist()
         self.prefix_ids = prefix_ids  # per request: None or a sequence of chained prefix-block ids
         self.prefix_block_tokens = prefix_block_tokens
         self.priority = list(priority) if priority is not None else None

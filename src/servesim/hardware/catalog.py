@@ -84,6 +84,17 @@ def get_device(name: str) -> Device:
     return _CATALOG[key]
 
 
+def _number(value, path: Path, key: str) -> float:
+    """YAML 1.1 reads `1.0e12` as a string; accept any numeric spelling."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not number >= 0:
+        raise ServesimError(f"{path}: field {key!r} must be a non-negative number, got {value!r}")
+    return number
+
+
 def load_device(path: str | Path) -> Device:
     """A device from YAML with Device's field names; FLOP/s, bytes/s and bytes as plain numbers."""
     path = Path(path)
@@ -107,6 +118,8 @@ def load_device(path: str | Path) -> Device:
         raise ServesimError(f"{path}: missing field {missing[0]!r} (required: {', '.join(required)})")
     values = {"fp8_flops": 0.0, "link_bandwidth": 0.0, "link_kind": "none", **raw}
     for key, value in values.items():
-        if known[key].type in ("float", "int") and (not isinstance(value, (int, float)) or value < 0):
-            raise ServesimError(f"{path}: field {key!r} must be a non-negative number, got {value!r}")
+        if known[key].type in ("float", "int"):
+            values[key] = _number(value, path, key)
+            if known[key].type == "int":
+                values[key] = int(values[key])
     return Device(**values)

@@ -76,19 +76,21 @@ def percentile(values: np.ndarray, q: float) -> float:
     return float(np.percentile(values, q)) if len(values) else float("nan")
 
 
-def weighted_percentile(values: np.ndarray, counts: np.ndarray, q: float) -> float:
+def weighted_percentiles(values: np.ndarray, counts: np.ndarray, qs) -> list[float]:
     """np.percentile's linear interpolation on the array that repeats each value `count` times."""
     total = int(counts.sum())
     if total == 0:
-        return float("nan")
+        return [float("nan")] * len(qs)
     order = np.argsort(values, kind="stable")
     v, c = values[order], np.cumsum(counts[order])
-    pos = q / 100.0 * (total - 1)
-    below = int(np.floor(pos))
-    frac = pos - below
-    lo = v[np.searchsorted(c, below, side="right")]
-    hi = v[np.searchsorted(c, min(below + 1, total - 1), side="right")]
-    return float(lo + (hi - lo) * frac)
+    out = []
+    for q in qs:
+        pos = q / 100.0 * (total - 1)
+        below = int(np.floor(pos))
+        lo = v[np.searchsorted(c, below, side="right")]
+        hi = v[np.searchsorted(c, min(below + 1, total - 1), side="right")]
+        out.append(float(lo + (hi - lo) * (pos - below)))
+    return out
 
 
 def distribution(values: np.ndarray) -> dict[str, float]:
@@ -104,5 +106,5 @@ def weighted_distribution(values: np.ndarray, counts: np.ndarray) -> dict[str, f
     if not counts.sum():
         return {"mean": None, **{f"p{q}": None for q in PERCENTILES}}
     out = {"mean": float(np.dot(values, counts) / counts.sum())}
-    out.update({f"p{q}": weighted_percentile(values, counts, q) for q in PERCENTILES})
+    out.update({f"p{q}": v for q, v in zip(PERCENTILES, weighted_percentiles(values, counts, PERCENTILES))})
     return out

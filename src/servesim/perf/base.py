@@ -34,5 +34,20 @@ class StepCostModel(Protocol):
         and grows by `num_seqs` a step. Must equal step_time() of each step bit for bit."""
 
 
+def decode_span_until(cost, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float):
+    """(durations, ends) of the decode steps from `now` up to `max_steps`, stopping after the first step that
+    ends at or after `horizon` (the next step would have to see an arrival). Ends are sequential sums, the
+    same additions a step-by-step clock makes. A cost model may provide a faster `decode_span_until`."""
+    fast = getattr(cost, "decode_span_until", None)
+    if fast is not None:
+        return fast(num_seqs, kv_tokens, max_steps, now, horizon)
+    durations = cost.decode_span(num_seqs, kv_tokens, max_steps)
+    ends = durations.copy()
+    ends[0] += now
+    ends = np.cumsum(ends)
+    k = min(max_steps, 1 + int(np.searchsorted(ends[: max_steps - 1], horizon, side="left")))
+    return durations[:k], ends[:k]
+
+
 def decode_shape(num_seqs: int, kv_tokens: int) -> StepShape:
     return StepShape(num_seqs, num_seqs, num_seqs, 0, 0, 0.0, 0, num_seqs, kv_tokens)

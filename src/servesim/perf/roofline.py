@@ -1,13 +1,13 @@
 """Roofline step cost: each operator takes max(FLOPs / peak, bytes / bandwidth), plus a fixed step overhead.
 
 An upper bound on speed (real kernels reach a fraction of peak); the calibrated GPU model refines it.
-Formulas are written once for scalars and numpy arrays alike, so a span of decode steps costs exactly
-what the same steps cost one by one.
+A decode step's time is `fixed(batch) + attention(KV tokens)`; a span of decode steps evaluates the same
+expression on an array of KV sums, so the span costs exactly what the steps cost one by one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,89 +29,88 @@ class RooflineModel:
     step_overhead: float | None = None  # seconds; default: the device's
     compute_efficiency: float = 1.0
     memory_efficiency: float = 1.0
+    _c: dict = field(init=False, repr=False, compare=False)
+    _fixed_by_batch: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
         m = self.model
-        if m.num_heads % self.tp or m.intermediate_size % self.tp:
+        if m.num_heads % self.tp:
             raise ServesimError(f"--tp {self.tp} does not divide {m.name}'s {m.num_heads} heads; valid: 1, 2, 4, 8 dividing it")
-        w = m.bytes_per_param
         tp = self.tp
         flops = self.device.peak_flops(m.dtype) * self.compute_efficiency
         bw = self.device.mem_bandwidth * self.memory_efficiency
-        h, q, kv, inter = m.hidden_size, m.q_size, m.kv_size, m.intermediate_size
-        # (K, N) of each GEMM per layer on one GPU: qkv, o, gate+up, down.
+        h, q, kv, inter, layers = m.hidden_size, m.q_size, m.kv_size, m.intermediate_size, m.num_layers
+        # Each GEMM per layer on one GPU as (K, N): qkv, o, gate+up, down.
         gemms = [(h, (q + 2 * kv) / tp), (q / tp, h), (h, 2 * inter / tp), (inter / tp, h)]
-        object.__setattr__(self, "_flops", flops)
-        object.__setattr__(self, "_bw", bw)
-        object.__setattr__(self, "_gemms", gemms)
-        object.__setattr__(self, "_wbytes", w)
-        kv_bytes = DTYPE_BYTES[self.kv_dtype or m.dtype]
-        object.__setattr__(self, "_kv_token_bytes", 2 * kv / tp * kv_bytes)  # K and V of one token, one layer
-        object.__setattr__(self, "_q_per_gpu", q / tp)
-        overhead = self.device.step_overhead if self.step_overhead is None else self.step_overhead
-        object.__setattr__(self, "_overhead", overhead)
+        q_gpu = q / tp
+        vocab = m.vocab_size / tp
+        c = {
+            # per GEMM: time = max(flop_per_token * T, weight_time + act_per_token * T)
+            "gemms": [(2.0 * k * n / flops, k * n * m.bytes_per_param / bw, (k + n) * ACT_BYTES / bw) for k, n in gemms],
+            "layers": float(layers),
+            # attention per layer: compute per QK pair, memory per KV token read and per new token's q/o
+            "attn_pair": 4.0 * q_gpu / flops,
+            "attn_kv": 2 * kv / tp * DTYPE_BYTES[self.kv_dtype or m.dtype] / bw,
+            "attn_token": 2.0 * q_gpu * ACT_BYTES / bw,
+            "lm_row": 2.0 * h * vocab / flops,
+            "lm_weights": h * vocab * m.bytes_per_param / bw,
+            "lm_row_bytes": vocab * 4.0 / bw,
+            "elementwise": h * ACT_BYTES * ELEMENTWISE_PASSES * layers / bw,
+            "overhead": self.device.step_overhead if self.step_overhead is None else self.step_overhead,
+            "allreduce_token": 0.0 if tp == 1 else 2.0 * layers * 2.0 * (tp - 1) / tp * h * ACT_BYTES / self.device.link_bandwidth,
+            "allreduce_latency": 0.0 if tp == 1 else 2.0 * layers * self.device.link_latency,
+        }
+        object.__setattr__(self, "_c", c)
+        object.__setattr__(self, "_fixed_by_batch", {})
 
-    # --- operators (work on floats and numpy arrays) ---
+    def _fixed(self, tokens: int, sampled: int) -> float:
+        """Everything but attention: GEMMs, LM head, elementwise, all-reduce, overhead."""
+        c = self._c
+        linear = 0.0
+        for per_flop, weights, per_act in c["gemms"]:
+            linear += max(per_flop * tokens, weights + per_act * tokens)
+        lm = max(c["lm_row"] * sampled, c["lm_weights"] + c["lm_row_bytes"] * sampled)
+        allreduce = c["allreduce_token"] * tokens + c["allreduce_latency"] if c["allreduce_token"] else 0.0
+        return c["overhead"] + linear * c["layers"] + lm + c["elementwise"] * tokens + allreduce
 
-    def _linear(self, tokens):
-        total = 0.0
-        for k, n in self._gemms:
-            compute = 2.0 * tokens * k * n / self._flops
-            memory = (k * n * self._wbytes + tokens * (k + n) * ACT_BYTES) / self._bw
-            total = total + np.maximum(compute, memory)
-        return total * self.model.num_layers
-
-    def _attention(self, pairs, kv_tokens, new_tokens):
-        compute = 4.0 * pairs * self._q_per_gpu / self._flops
-        memory = (kv_tokens * self._kv_token_bytes + 2.0 * new_tokens * self._q_per_gpu * ACT_BYTES) / self._bw
-        return np.maximum(compute, memory) * self.model.num_layers
-
-    def _lm_head(self, sampled):
-        m = self.model
-        n = m.vocab_size / self.tp
-        compute = 2.0 * sampled * m.hidden_size * n / self._flops
-        memory = (m.hidden_size * n * self._wbytes + sampled * n * 4.0) / self._bw
-        return np.maximum(compute, memory)
-
-    def _elementwise(self, tokens):
-        return tokens * self.model.hidden_size * ACT_BYTES * ELEMENTWISE_PASSES * self.model.num_layers / self._bw
-
-    def _allreduce(self, tokens):
-        if self.tp == 1:
-            return 0.0
-        d = self.device
-        message = tokens * self.model.hidden_size * ACT_BYTES
-        one = 2.0 * (self.tp - 1) / self.tp * message / d.link_bandwidth + d.link_latency
-        return 2.0 * self.model.num_layers * one
-
-    def _decode_time(self, num_seqs, kv_tokens):
-        attention = self._attention(kv_tokens, kv_tokens, num_seqs)
-        return (
-            self._overhead
-            + self._linear(num_seqs)
-            + attention
-            + self._lm_head(num_seqs)
-            + self._elementwise(num_seqs)
-            + self._allreduce(num_seqs)
-        )
+    def _attention(self, pairs, kv_tokens, new_tokens, maximum=max):
+        c = self._c
+        return maximum(c["attn_pair"] * pairs, c["attn_kv"] * kv_tokens + c["attn_token"] * new_tokens) * c["layers"]
 
     # --- StepCostModel ---
 
     def step_time(self, s: StepShape) -> float:
         if s.prefill_seqs == 0:
-            return float(self._decode_time(s.num_tokens, s.decode_kv_tokens))
+            return self._decode_fixed(s.num_tokens) + self._attention(s.decode_kv_tokens, s.decode_kv_tokens, s.decode_seqs)
         attention = self._attention(s.prefill_attn_pairs, s.prefill_kv_tokens, s.prefill_tokens)
         if s.decode_seqs:
-            attention = attention + self._attention(s.decode_kv_tokens, s.decode_kv_tokens, s.decode_seqs)
-        return float(
-            self._overhead
-            + self._linear(s.num_tokens)
-            + attention
-            + self._lm_head(s.num_sampled)
-            + self._elementwise(s.num_tokens)
-            + self._allreduce(s.num_tokens)
-        )
+            attention += self._attention(s.decode_kv_tokens, s.decode_kv_tokens, s.decode_seqs)
+        return self._fixed(s.num_tokens, s.num_sampled) + attention
 
     def decode_span(self, num_seqs: int, kv_tokens: int, steps: int) -> np.ndarray:
         kv = kv_tokens + num_seqs * np.arange(steps, dtype=np.float64)
-        return np.asarray(self._decode_time(num_seqs, kv), dtype=np.float64)
+        return self._decode_fixed(num_seqs) + self._attention(kv, kv, num_seqs, np.maximum)
+
+    def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float):
+        """Scalar loop: most spans are a few dozen steps, where it beats numpy's per-call overhead."""
+        fixed = self._decode_fixed(num_seqs)
+        c = self._c
+        pair, per_kv, per_new, layers = c["attn_pair"], c["attn_kv"], c["attn_token"] * num_seqs, c["layers"]
+        durations, ends = [], []
+        kv = kv_tokens
+        for _ in range(max_steps):
+            d = fixed + max(pair * kv, per_kv * kv + per_new) * layers
+            now += d
+            durations.append(d)
+            ends.append(now)
+            if now >= horizon:
+                break
+            kv += num_seqs
+        return durations, ends
+
+    def _decode_fixed(self, num_seqs: int) -> float:
+        cache = self._fixed_by_batch  # batch sizes repeat across the steps of a run
+        value = cache.get(num_seqs)
+        if value is None:
+            value = cache[num_seqs] = self._fixed(num_seqs, num_seqs)
+        return value

@@ -60,7 +60,9 @@ def preset_prefixes(name: str, prompts: np.ndarray, rng: np.random.Generator) ->
         shared: tuple[int, ...] = ()
         if reuse[i] and i > 0:
             parent = chains[max(0, i - int(back[i]))]
-            shared = parent[: min(len(parent), int(fractions[i] * prompts[i]) // 512)]
+            # a reusing request shares at least one block, as every reuse in the trace does
+            want = max(1, int(fractions[i] * prompts[i]) // 512)
+            shared = parent[: min(len(parent), want, blocks)]
         fresh = blocks - len(shared)
         chains.append(shared + tuple(range(next_id, next_id + fresh)))
         next_id += fresh
