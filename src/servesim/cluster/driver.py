@@ -62,7 +62,7 @@ def run_replica(engine, workload: Workload, progress: Callable[[int], None] | No
                 break
             now = next_arrival
             continue
-        now = engine.step(now, next_arrival)
+        now = engine.step(now, next_arrival, through_finishes=not source.closed)
         if engine.finished_now:
             for rid in engine.finished_now:
                 source.done(rid, now)

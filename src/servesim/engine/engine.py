@@ -100,15 +100,29 @@ class ReplicaEngine:
 
     # --- stepping ---
 
-    def step(self, now: float, horizon: float = math.inf) -> float:
-        """Run one step (or a span of quiet decode steps ending before `horizon`) from `now`; return its end."""
+    def step(self, now: float, horizon: float = math.inf, through_finishes: bool = False) -> float:
+        """Run one step, or a span of quiet decode steps, from `now`; return the end time.
+
+        A span stops after the first step that ends at or after `horizon` (the next arrival). With
+        `through_finishes` (safe when a finish creates no arrival, i.e. open loop) a span continues past
+        requests finishing as long as the policy still certifies quiet decoding.
+        """
         self.finished_now = []
         self.preempted_now = []
-        if self.use_spans and self.running and self.policy.decode_span_ok(self):
-            end = self._span(now, horizon)
-            if end is not None:
-                return end
-        return self._step(now)
+        if not (self.use_spans and self.running and self.policy.decode_span_ok(self)):
+            return self._step(now)
+        end = self._span(now, horizon)
+        if end is None:
+            return self._step(now)
+        finished_before = 0  # continue only after a span that ended because requests finished
+        while (through_finishes and len(self.finished_now) > finished_before and end < horizon and self.running
+               and self.policy.decode_span_ok(self)):
+            finished_before = len(self.finished_now)
+            following = self._span(end, horizon)
+            if following is None:
+                break
+            end = following
+        return end
 
     def _step(self, now: float) -> float:
         req = self.req

@@ -59,7 +59,8 @@ def build_workload(cfg) -> Workload:
         raise ServesimError("--qps (open loop) and --concurrency (closed loop) exclude each other: give one")
     rng = _streams(cfg.seed)
     if cfg.trace:
-        w = traces.load_trace(cfg.trace, cfg.trace_format, cfg.limit, cfg.time_scale)
+        limit = cfg.limit if cfg.limit is not None else cfg.requests  # --requests N replays the first N rows
+        w = traces.load_trace(cfg.trace, cfg.trace_format, limit, cfg.time_scale)
         if cfg.concurrency is not None:
             w.arrival, w.concurrency = None, cfg.concurrency
         elif cfg.qps is not None and len(w) > 1 and w.arrival[-1] > 0:
