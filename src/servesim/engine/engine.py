@@ -40,7 +40,7 @@ class ReplicaEngine:
                                  requests.shared_blocks_fn(bs), cfg.watermark)
         self.running: list[int] = []
         self.waiting: deque[int] = deque()
-        self.steps = StepLog(cfg.block_size)
+        self.steps = StepLog(cfg.block_size, cost.decode_span)
         self.emits = EmitLog(requests.n)
         self.finished_now: list[int] = []  # requests that finished in the latest step() call
         self.preempted_now: list[int] = []  # requests preempted in the latest step
@@ -228,10 +228,10 @@ class ReplicaEngine:
         k = len(durations)
         if k < 2:
             return None
-        self._apply_span(k, now, durations, ends, slack)
+        self._apply_span(k, now, kv_tokens, ends, slack)
         return float(ends[-1])
 
-    def _apply_span(self, k: int, now: float, durations: np.ndarray, ends: np.ndarray, slack_sorted: list[int]) -> None:
+    def _apply_span(self, k: int, now: float, kv_tokens: int, ends, slack_sorted: list[int]) -> None:
         req, cfg, kv = self.req, self.cfg, self.kv
         running = self.running
         nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens
@@ -269,5 +269,5 @@ class ReplicaEngine:
         b = len(running)
         if done:
             self._finish(done, float(ends[-1]))
-        self.steps.append_span(now, durations, ends, b, len(self.waiting), used_before, slack_sorted,
+        self.steps.append_span(now, k, b, kv_tokens, len(self.waiting), used_before, slack_sorted,
                                len(self.running), kv.num_used)

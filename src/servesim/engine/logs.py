@@ -18,10 +18,23 @@ FLOAT_COLUMNS = ("start", "duration")
 
 
 class StepLog:
-    def __init__(self, block_size: int):
+    """Steps as rows; a decode span as one compact record, expanded into rows only when the log is read.
+
+    A span's step times are not stored: `span_durations(batch, kv_tokens, steps)` (the cost model's
+    decode_span, bit-identical to its single steps) recomputes them, and the ends are the same sequential
+    sums the clock made.
+    """
+
+    SPAN_FIELDS = ("first", "steps", "batch", "kv_tokens", "waiting", "kv_used_before", "running_after",
+                   "kv_used_after", "slack_count")
+
+    def __init__(self, block_size: int, span_durations):
         self.block_size = block_size
+        self._span_durations = span_durations
         self._rows = [array("d" if name in FLOAT_COLUMNS else "q") for name in STEP_COLUMNS]
-        self._spans: list[tuple] = []  # the arguments of append_span, after the index of the first step
+        self._spans = {name: array("q") for name in self.SPAN_FIELDS}
+        self._span_start = array("d")
+        self._slack = array("q")  # every span's requests' block slack, concatenated
         self._count = 0
 
     def __len__(self) -> int:
@@ -33,57 +46,65 @@ class StepLog:
             column.append(value)
         self._count += 1
 
-    def append_span(self, start: float, durations: np.ndarray, ends: np.ndarray, batch: int, waiting: int,
-                    kv_used_before: int, slack: list[int], running_after: int, kv_used_after: int) -> None:
-        """k pure-decode steps of `batch` requests; request r takes a KV block after slack[r] + 1 steps and
-        then every block_size steps."""
-        self._spans.append((self._count, start, durations, ends, batch, waiting, kv_used_before, slack,
-                            running_after, kv_used_after))
-        self._count += len(durations)
+    def append_span(self, start: float, steps: int, batch: int, kv_tokens: int, waiting: int, kv_used_before: int,
+                    slack: list[int], running_after: int, kv_used_after: int) -> None:
+        """`steps` pure-decode steps of `batch` requests from `start`, the first reading `kv_tokens` KV tokens.
+        Request r takes a KV block after slack[r] + 1 steps and then every block_size steps."""
+        values = (self._count, steps, batch, kv_tokens, waiting, kv_used_before, running_after, kv_used_after, len(slack))
+        for name, value in zip(self.SPAN_FIELDS, values):
+            self._spans[name].append(value)
+        self._span_start.append(start)
+        self._slack.extend(slack)
+        self._count += steps
 
     def as_numpy(self) -> dict[str, np.ndarray]:
         out = {name: np.empty(self._count, dtype=np.float64 if name in FLOAT_COLUMNS else np.int64) for name in STEP_COLUMNS}
         is_row = np.ones(self._count, dtype=bool)
-        if self._spans:
+        if len(self._span_start):
             self._expand_spans(out, is_row)
         for name, column in zip(STEP_COLUMNS, self._rows):
             out[name][is_row] = np.frombuffer(column, dtype=out[name].dtype)
         return out
 
     def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray) -> None:
-        first, start, durations, ends, batch, waiting, used_before, slack, running_after, used_after = zip(*self._spans)
-        first = np.asarray(first, dtype=np.int64)
-        lengths = np.asarray([len(d) for d in durations], dtype=np.int64)
-        span_of = np.repeat(np.arange(len(first)), lengths)
+        sp = {name: np.frombuffer(column, dtype=np.int64) for name, column in self._spans.items()}
+        first, lengths, b = sp["first"], sp["steps"], sp["batch"]
+        n = len(first)
         offsets = np.cumsum(lengths) - lengths
-        index = np.repeat(first, lengths) + (np.arange(int(lengths.sum())) - np.repeat(offsets, lengths))
+        span_of = np.repeat(np.arange(n), lengths)
+        within = np.arange(int(lengths.sum())) - offsets[span_of]  # 0-based step within its span
+        index = first[span_of] + within
         is_row[index] = False
-        all_ends = np.concatenate(ends)
-        starts = all_ends.copy()
-        starts[1:] = all_ends[:-1]
-        starts[offsets] = start  # each span's first step starts where the span started
+        durations = np.concatenate([self._span_durations(int(bb), int(kv), int(k))
+                                    for bb, kv, k in zip(b, sp["kv_tokens"], lengths)])
+        # The clock's sums: each span's first step starts at its recorded start, then sequential additions.
+        seeded = durations.copy()
+        seeded[offsets] += np.frombuffer(self._span_start, dtype=np.float64)
+        ends = np.empty_like(seeded)
+        for lo, k in zip(offsets.tolist(), lengths.tolist()):
+            np.cumsum(seeded[lo:lo + k], out=ends[lo:lo + k])
+        starts = np.empty_like(ends)
+        starts[1:] = ends[:-1]
+        starts[offsets] = np.frombuffer(self._span_start, dtype=np.float64)
         out["start"][index] = starts
-        out["duration"][index] = np.concatenate(durations)
-        b = np.asarray(batch, dtype=np.int64)
-        for name, value in (("num_tokens", b), ("decode_tokens", b), ("num_seqs", b), ("running", b),
-                            ("waiting", np.asarray(waiting, dtype=np.int64))):
-            out[name][index] = value[span_of]
+        out["duration"][index] = durations
+        for name in ("num_tokens", "decode_tokens", "num_seqs", "running"):
+            out[name][index] = b[span_of]
+        out["waiting"][index] = sp["waiting"][span_of]
         out["prefill_tokens"][index] = 0
         out["preempted"][index] = 0
         last = first + lengths - 1
-        out["running"][last] = running_after
+        out["running"][last] = sp["running_after"]
         # Blocks in use after step j (1-based) of a span: with (q, m) = divmod(j - 1, block_size), every request
         # took q blocks, plus one more if its slack <= m.
         bs = self.block_size
-        slack_len = np.asarray([len(x) for x in slack], dtype=np.int64)
-        counts = np.zeros((len(first), bs), dtype=np.int64)
-        np.add.at(counts, (np.repeat(np.arange(len(first)), slack_len), np.concatenate([np.asarray(x, dtype=np.int64) for x in slack])), 1)
+        counts = np.zeros((n, bs), dtype=np.int64)
+        slack = np.frombuffer(self._slack, dtype=np.int64)
+        np.add.at(counts, (np.repeat(np.arange(n), sp["slack_count"]), slack), 1)
         at_most = np.cumsum(counts, axis=1)
-        j = index - np.repeat(first, lengths)  # 0-based step within the span, i.e. j - 1 above
-        q, m = np.divmod(j, bs)
-        used = np.asarray(used_before, dtype=np.int64)[span_of] + b[span_of] * q + at_most[span_of, m]
-        out["kv_blocks_used"][index] = used
-        out["kv_blocks_used"][last] = used_after
+        q, m = np.divmod(within, bs)
+        out["kv_blocks_used"][index] = sp["kv_used_before"][span_of] + b[span_of] * q + at_most[span_of, m]
+        out["kv_blocks_used"][last] = sp["kv_used_after"]
 
 
 class EmitLog:
