@@ -58,7 +58,7 @@ class RequestTable:
             if ids_of is not None and end <= shared_tokens(rid):
                 j = (end - 1) // g
                 return (ids_of[rid][j], end - j * g)
-            return (-1 - rid, i)
+            return (rid, i, None)  # a request's own block: a 3-tuple never equals a 2-tuple prefix key
 
         return key
 
