@@ -141,6 +141,192 @@ def simulate(
         out.print(f"results in {output}/ (summary.json, requests.parquet, steps.parquet, config.yaml)", highlight=False)
 
 
+def _list(text: str, kind, what: str) -> tuple:
+    """A comma-separated flag value: `h100,h200` or `128,256,auto` (auto = vLLM's default)."""
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        if kind is int:
+            if item == "auto":
+                out.append(None)
+                continue
+            try:
+                out.append(int(item))
+            except ValueError:
+                raise ServesimError(f"{what} {text!r}: {item!r} is not an integer (or auto)") from None
+        else:
+            out.append(item)
+    if not out:
+        raise ServesimError(f"{what} is empty; give a comma-separated list")
+    return tuple(out)
+
+
+def _fraction(text: str, what: str) -> float:
+    try:
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise ServesimError(f"{what} {text!r} is not a fraction; write 0.9 or 90%") from None
+
+
+def _ex(name: str):
+    """The executor and cache options `plan` and `sweep` share (a fresh typer.Option per use)."""
+    return {
+        "executor": lambda: typer.Option("local", help="Where simulations run: local (process pool on every core), ray, serial."),
+        "workers": lambda: typer.Option(None, help="Worker processes (default: every core)."),
+        "ray_address": lambda: typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
+        "cache": lambda: typer.Option(Path(".servesim-cache/results.sqlite"), help="Results cache (re-used across runs)."),
+        "no_cache": lambda: typer.Option(False, "--no-cache", help="Neither read nor write the results cache."),
+    }[name]()
+
+
+@app.command()
+@friendly
+def plan(
+    qps: float = typer.Option(..., help="Target traffic to serve (req/s)."),
+    slo_ttft: Optional[str] = typer.Option(None, "--slo-ttft", "--slo-ttft-p90", help="TTFT SLO, e.g. 1s (met by --attainment of requests)."),
+    slo_tpot: Optional[str] = typer.Option(None, "--slo-tpot", "--slo-tpot-p90", help="TPOT SLO, e.g. 60ms."),
+    attainment: str = typer.Option("90%", help="Share of requests that must meet every SLO (DistServe's attainment)."),
+    config: Optional[Path] = typer.Option(None, "-c", "--config", help="Base run settings in YAML (model, workload, engine)."),
+    model: Optional[str] = typer.Option(None, help="Model short name or Hugging Face id."),
+    model_config: Optional[Path] = typer.Option(None, help="A Hugging Face config.json for any other model."),
+    workload: Optional[str] = typer.Option(None, help="Built-in workload (see `servesim workloads`)."),
+    trace: Optional[Path] = typer.Option(None, help="Trace whose lengths and burstiness to plan for (rescaled to --qps)."),
+    isl: Optional[int] = typer.Option(None, help="Fixed input length."),
+    osl: Optional[int] = typer.Option(None, help="Fixed output length."),
+    lengths: Optional[str] = typer.Option(None, help="Length distribution, as for simulate."),
+    arrival: Optional[str] = typer.Option(None, help="Arrival process: poisson, gamma, constant."),
+    burstiness: Optional[float] = typer.Option(None, help="CV of inter-arrival times for gamma arrivals."),
+    gpus: str = typer.Option("h100,h200,a100", help="GPU types to consider, comma-separated."),
+    tp: str = typer.Option("1,2,4,8", help="Tensor-parallel sizes to consider."),
+    pp: str = typer.Option("1", help="Pipeline-parallel sizes to consider."),
+    dtype: str = typer.Option("bf16", help="Weight dtypes to consider (bf16, fp8)."),
+    max_num_seqs: str = typer.Option("128,256,auto", help="max_num_seqs values (auto = vLLM's default for the GPU)."),
+    max_num_batched_tokens: str = typer.Option("2048,8192,auto", help="max_num_batched_tokens values."),
+    chunk: str = typer.Option("0", "--long-prefill-token-threshold", "--chunk", help="Per-request prefill chunk caps (0 = none)."),
+    max_gpus: int = typer.Option(64, help="Most GPUs the deployment may use."),
+    prices: Optional[Path] = typer.Option(None, help="GPU prices YAML (default: the bundled, documented one)."),
+    max_model_len: Optional[int] = typer.Option(None, help="Max tokens per request (default: the workload's longest, rounded up)."),
+    gpu_memory_utilization: Optional[float] = typer.Option(None, help="Fraction of GPU memory vLLM may use (0.9)."),
+    prefix_caching: Optional[bool] = typer.Option(None, "--prefix-caching/--no-prefix-caching", help="Automatic prefix caching."),
+    probe_requests: int = typer.Option(400, help="Requests per capacity probe (more: steadier, slower)."),
+    verify_requests: int = typer.Option(2000, help="Requests in the winner's verification run."),
+    tolerance: float = typer.Option(0.05, help="Capacity resolution: grid rates differ by this fraction."),
+    window: int = typer.Option(8, help="Candidates decided before the results that prune them are in (fixed for determinism)."),
+    top: int = typer.Option(5, help="Probe this many best deployments at their operating rate."),
+    exhaustive: bool = typer.Option(False, "--exhaustive", help="Simulate every candidate that fits (no bound pruning)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed of the workload sample."),
+    executor: str = _ex("executor"), workers: Optional[int] = _ex("workers"), ray_address: Optional[str] = _ex("ray_address"),
+    cache: Path = _ex("cache"), no_cache: bool = _ex("no_cache"),
+    output: Path = typer.Option(Path("runs/plan"), "-o", "--output", help="Write plan.json, plan.parquet, probes.parquet here."),
+    json_out: bool = typer.Option(False, "--json", help="Print plan.json on stdout, nothing else."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors and the outcome."),
+):
+    """Find the cheapest deployment (GPU, TP, replicas, scheduler knobs) that serves --qps within the SLOs."""
+    from servesim.config import load_config, make_config
+    from servesim.plan.cache import ResultCache
+    from servesim.plan.evaluate import evaluate
+    from servesim.plan.executors import make_executor
+    from servesim.plan.output import write_plan
+    from servesim.plan.prices import load_prices
+    from servesim.plan.search import PlanRequest
+    from servesim.plan.search import plan as run_plan
+    from servesim.plan.space import SearchSpace
+    from servesim.report.plan_report import SearchProgress, closest_table, counts_line, frontier_tables, ranked_table
+
+    file_values = load_config(config) if config else {}
+    base = make_config(
+        file_values, model=model, model_config=str(model_config) if model_config else None, workload=workload,
+        trace=str(trace) if trace else None, isl=isl, osl=osl, lengths=lengths, arrival=arrival, burstiness=burstiness,
+        max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+        enable_prefix_caching=prefix_caching, slo_ttft=slo_ttft, slo_tpot=slo_tpot, seed=seed,
+    )
+    space = SearchSpace(gpus=_list(gpus, str, "--gpus"), tp=_list(tp, int, "--tp"), pp=_list(pp, int, "--pp"),
+                        dtype=_list(dtype, str, "--dtype"), max_num_seqs=_list(max_num_seqs, int, "--max-num-seqs"),
+                        max_num_batched_tokens=_list(max_num_batched_tokens, int, "--max-num-batched-tokens"),
+                        long_prefill_token_threshold=_list(chunk, int, "--long-prefill-token-threshold"))
+    request = PlanRequest(base, qps, space, load_prices(prices), _fraction(attainment, "--attainment"), max_gpus,
+                          probe_requests, verify_requests, tolerance, window, top, exhaustive)
+    store = ResultCache(None if no_cache else cache)
+    pool = make_executor(executor, evaluate, workers, ray_address)
+    progress = SearchProgress(err, "simulating candidates", enabled=not (quiet or json_out))
+    started = time.perf_counter()
+    try:
+        result = run_plan(request, pool, store, progress)
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        progress.close()
+        store.close()
+    wall = time.perf_counter() - started
+    doc, _ = write_plan(result, output)
+    if json_out:
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+    elif not quiet:
+        if doc["winner"]:
+            out.print(ranked_table(doc))
+            for t in frontier_tables(doc):
+                out.print(t)
+        out.print(counts_line(doc), highlight=False)
+        out.print(f"searched in {wall:.1f} s wall on {pool.name} ({pool.workers} workers); results in {output}/ "
+                  "(plan.json, plan.parquet, probes.parquet)", highlight=False)
+    if result.interrupted:
+        err.print(f"interrupted: kept the {sum(1 for p in result.points if p.capacity)} finished candidates in {output}/ "
+                  "and in the results cache; run again to resume")
+        raise typer.Exit(130)
+    w = doc["winner"]
+    if w is None:
+        (err if json_out else out).print(closest_table(doc))
+        raise typer.Exit(1)
+    if not json_out:
+        v = w["verification"] or {}
+        out.print(f"[bold]cheapest:[/] {w['replicas']} x {w['id']} = {w['gpus']} GPUs, ${w['cost_per_hour']:.2f}/hour; "
+                  f"verified on {doc['request']['verify_requests']} requests at {v.get('rate', 0):.2f} req/s per replica: "
+                  f"{(v.get('attainment') or 0) * 100:.1f}% within the SLOs", highlight=False)
+        out.print(f"[bold]deploy:[/] {w['deploy']}:", highlight=False)
+        out.print(f"  {w['vllm_serve']}", highlight=False, soft_wrap=True)
+        out.print(f"[dim]replicas: {doc['replica_model']}[/]", highlight=False)
+
+
+@app.command()
+@friendly
+def sweep(
+    config: Path = typer.Option(..., "-c", "--config", help="Sweep YAML: run settings plus a `grid:` of lists."),
+    executor: str = _ex("executor"), workers: Optional[int] = _ex("workers"), ray_address: Optional[str] = _ex("ray_address"),
+    cache: Path = _ex("cache"), no_cache: bool = _ex("no_cache"),
+    output: Path = typer.Option(Path("runs/sweep"), "-o", "--output", help="Write sweep.json and sweep.parquet here."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
+):
+    """Simulate every combination of a grid of settings (e.g. max_num_seqs x max_num_batched_tokens)."""
+    from servesim.plan.cache import ResultCache
+    from servesim.plan.evaluate import evaluate
+    from servesim.plan.executors import make_executor
+    from servesim.plan.sweep import load_sweep, run_sweep, sweep_rows, write_sweep
+    from servesim.report.plan_report import SearchProgress, sweep_table
+
+    spec = load_sweep(config)
+    store = ResultCache(None if no_cache else cache)
+    pool = make_executor(executor, evaluate, workers, ray_address)
+    progress = SearchProgress(err, "simulating grid points", enabled=not quiet)
+    try:
+        points, probes, interrupted = run_sweep(spec, pool, store, progress)
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        progress.close()
+        store.close()
+    rows = sweep_rows(spec, points, probes)
+    write_sweep(spec, rows, output, interrupted)
+    if not quiet:
+        out.print(sweep_table(spec.grid, rows))
+        out.print(f"results in {output}/ (sweep.json, sweep.parquet)", highlight=False)
+    if interrupted:
+        err.print(f"interrupted: kept {sum(r['done'] for r in rows)} of {len(rows)} points in {output}/ and the cache")
+        raise typer.Exit(130)
+
+
 @app.command()
 @friendly
 def models():

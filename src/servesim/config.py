@@ -124,9 +124,10 @@ def _coerce(name: str, value: Any, where: str) -> Any:
     return str(value)
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def load_config(path: str | Path, reserved: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read a run YAML into RunConfig field values. Keys may be flat (`qps: 5`) or grouped under
-    `workload:`, `engine:` and `slo:` (`slo: {ttft: 500ms}`)."""
+    `workload:`, `engine:` and `slo:` (`slo: {ttft: 500ms}`). Top-level keys in `reserved` (a sweep's
+    `grid:`) are left to the caller."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -138,6 +139,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ServesimError(f"{path}:1: expected a mapping of settings")
     values: dict[str, Any] = {}
     for key, value in raw.items():
+        if key in reserved:
+            continue
         if key in _SECTIONS and isinstance(value, dict):
             for sub, subvalue in value.items():
                 name = _SECTIONS[key] + sub
@@ -145,6 +148,13 @@ def load_config(path: str | Path) -> dict[str, Any]:
         else:
             _set(values, key, value, f"{path}:{lines.get((key,), '?')}")
     return values
+
+
+def setting(name: str, value: Any, where: str) -> tuple[str, Any]:
+    """One setting by its YAML name (`max-num-seqs` or `max_num_seqs`), checked and converted like the file's."""
+    values: dict[str, Any] = {}
+    _set(values, name, value, where)
+    return next(iter(values.items()))
 
 
 def _set(values: dict, name: str, value: Any, where: str) -> None:

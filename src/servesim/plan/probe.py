@@ -1,0 +1,92 @@
+"""One probe: simulate one configuration on one workload and keep what the planner and sweeps need.
+
+A probe keeps scalar metrics and each request's TTFT and TPOT, so SLO attainment and goodput can be
+computed afterwards for any SLO: cached probes serve every SLO. Probes of one candidate share one workload
+sample, rescaled in time to each probed rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from servesim import __version__
+from servesim.config import RunConfig
+from servesim.metrics.latency import request_latencies
+from servesim.metrics.summary import SLO
+from servesim.workload.workload import Workload
+
+# Settings that do not change what a simulation computes (SLOs are applied afterwards; the workload's own
+# fingerprint stands for how it was made).
+_NOT_IN_KEY = ("slo_ttft", "slo_tpot", "qps", "requests", "duration", "workload", "trace", "trace_format", "limit",
+               "time_scale", "isl", "osl", "lengths", "arrival", "burstiness", "concurrency", "think_time")
+
+
+@dataclass
+class Probe:
+    rate: float  # offered requests/s (0 for a closed loop)
+    metrics: dict  # flat scalars: latency percentiles (s), throughput, load
+    ttft: np.ndarray  # per request, NaN if rejected
+    tpot: np.ndarray  # per request, NaN if rejected or one token
+    cached: bool = field(default=False, compare=False)
+
+    def met(self, slo: SLO) -> np.ndarray:
+        # SLO.met reads rejection from a NaN E2E; a rejected request is the one with a NaN TTFT.
+        return slo.met({"e2e": np.where(np.isnan(self.ttft), np.nan, 0.0), "ttft": self.ttft, "tpot": self.tpot})
+
+    def attainment(self, slo: SLO) -> float:
+        return float(self.met(slo).mean())
+
+    def goodput(self, slo: SLO) -> float | None:
+        duration = self.metrics.get("duration_s")
+        return float(self.met(slo).sum()) / duration if duration else None
+
+
+def workload_fingerprint(w: Workload) -> str:
+    h = hashlib.sha256()
+    for arr in (w.prompt_len, w.output_len):
+        h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+    if w.arrival is not None:
+        h.update(np.ascontiguousarray(w.arrival, dtype=np.float64).tobytes())
+    h.update(json.dumps([w.concurrency, w.think_time, w.prefix_block_tokens]).encode())
+    if w.prefix_ids is not None:
+        h.update(json.dumps([list(map(int, c)) for c in w.prefix_ids]).encode())
+    return h.hexdigest()
+
+
+def config_key(cfg: RunConfig, workload_fp: str) -> str:
+    """Cache key of one configuration on one workload sample (any rate): config, workload, servesim version."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_KEY}
+    blob = json.dumps({"servesim": __version__, "config": settings, "workload": workload_fp}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def at_rate(base: Workload, rate: float) -> Workload:
+    """The base sample (built at 1 request/s) with arrivals compressed to `rate` requests/s."""
+    return replace(base, arrival=base.arrival / rate, source={**base.source, "qps": rate})
+
+
+def flatten_summary(summary: dict) -> dict:
+    out: dict = {}
+    for metric, dist in (summary.get("latency_s") or {}).items():
+        for stat, value in dist.items():
+            out[f"{metric}_{stat}_s"] = value
+    out.update(summary.get("throughput") or {})
+    req = summary["requests"]
+    out.update(completed=req["completed"], rejected=req["rejected"], preemptions=req["preemptions"])
+    eng = summary.get("engine") or {}
+    for key in ("kv_usage_peak", "kv_usage_mean", "running_mean", "running_peak", "waiting_peak", "steps"):
+        out[key] = eng.get(key)
+    out["prefix_hit_rate"] = (summary.get("prefix_cache") or {}).get("hit_rate")
+    return out
+
+
+def run_probe(cfg: RunConfig, workload: Workload, rate: float) -> Probe:
+    from servesim.simulate import run_simulation  # workers import the simulator only when they run
+
+    result = run_simulation(replace(cfg, slo_ttft=None, slo_tpot=None), workload=workload)
+    lat = request_latencies(result.requests)
+    return Probe(rate, flatten_summary(result.summary), lat["ttft"], lat["tpot"])
