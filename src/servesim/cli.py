@@ -209,8 +209,10 @@ def plan(
     max_model_len: Optional[int] = typer.Option(None, help="Max tokens per request (default: the workload's longest, rounded up)."),
     gpu_memory_utilization: Optional[float] = typer.Option(None, help="Fraction of GPU memory vLLM may use (0.9)."),
     prefix_caching: Optional[bool] = typer.Option(None, "--prefix-caching/--no-prefix-caching", help="Automatic prefix caching."),
-    probe_requests: int = typer.Option(400, help="Requests per capacity probe (more: steadier, slower)."),
-    verify_requests: int = typer.Option(2000, help="Requests in the winner's verification run."),
+    probe_requests: int = typer.Option(400, help="At least this many requests per capacity probe."),
+    probe_seconds: str = typer.Option("60s", help="Probes span at least this much traffic (longer: steadier, slower)."),
+    verify_requests: int = typer.Option(2000, help="At least this many requests in the winner's verification run."),
+    verify_seconds: str = typer.Option("300s", help="The verification run spans at least this much traffic."),
     tolerance: float = typer.Option(0.05, help="Capacity resolution: grid rates differ by this fraction."),
     window: int = typer.Option(8, help="Candidates decided before the results that prune them are in (fixed for determinism)."),
     top: int = typer.Option(5, help="Probe this many best deployments at their operating rate."),
@@ -223,7 +225,7 @@ def plan(
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors and the outcome."),
 ):
     """Find the cheapest deployment (GPU, TP, replicas, scheduler knobs) that serves --qps within the SLOs."""
-    from servesim.config import load_config, make_config
+    from servesim.config import load_config, make_config, parse_duration
     from servesim.plan.cache import ResultCache
     from servesim.plan.evaluate import evaluate
     from servesim.plan.executors import make_executor
@@ -245,8 +247,10 @@ def plan(
                         dtype=_list(dtype, str, "--dtype"), max_num_seqs=_list(max_num_seqs, int, "--max-num-seqs"),
                         max_num_batched_tokens=_list(max_num_batched_tokens, int, "--max-num-batched-tokens"),
                         long_prefill_token_threshold=_list(chunk, int, "--long-prefill-token-threshold"))
-    request = PlanRequest(base, qps, space, load_prices(prices), _fraction(attainment, "--attainment"), max_gpus,
-                          probe_requests, verify_requests, tolerance, window, top, exhaustive)
+    request = PlanRequest(base, qps, space, load_prices(prices), attainment=_fraction(attainment, "--attainment"),
+                          max_gpus=max_gpus, probe_requests=probe_requests, probe_seconds=parse_duration(probe_seconds, "--probe-seconds"),
+                          verify_requests=verify_requests, verify_seconds=parse_duration(verify_seconds, "--verify-seconds"),
+                          tolerance=tolerance, window=window, top=top, exhaustive=exhaustive)
     store = ResultCache(None if no_cache else cache)
     pool = make_executor(executor, evaluate, workers, ray_address)
     progress = SearchProgress(err, "simulating candidates", enabled=not (quiet or json_out))
@@ -258,6 +262,7 @@ def plan(
         raise
     finally:
         progress.close()
+        pool.close()
         store.close()
     wall = time.perf_counter() - started
     doc, _ = write_plan(result, output)
@@ -316,6 +321,7 @@ def sweep(
         raise
     finally:
         progress.close()
+        pool.close()
         store.close()
     rows = sweep_rows(spec, points, probes)
     write_sweep(spec, rows, output, interrupted)

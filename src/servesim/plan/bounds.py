@@ -110,7 +110,7 @@ def assess(cfg: RunConfig, workload: Workload) -> Assessment:
     memory = {"weights_gb_per_gpu": weights / GB, "usable_gb_per_gpu": budget / GB, "gpu_gb": device.mem_bytes / GB}
     if weights > budget:
         return Assessment("no-fit", f"weights {weights / GB:.1f} GB/GPU > {budget / GB:.1f} GB usable "
-                          f"({device.mem_bytes / GB:.0f} GB x {cfg.gpu_memory_utilization})", memory)
+                          f"({device.mem_bytes / GB:.1f} GB x {cfg.gpu_memory_utilization})", memory)
     try:
         ecfg, plan = resolve_engine(cfg, model, device)
     except ServesimError as e:

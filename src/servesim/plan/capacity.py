@@ -1,7 +1,7 @@
 """A candidate's capacity: the highest request rate at which one replica still meets the SLO attainment target.
 
 Rates live on a fixed geometric grid below the candidate's throughput bound, rate_k = bound / (1 + tol)^k,
-and the search only ever asks "does rate_k pass?": it gallops down from bound/2 (k = s, 2s, 4s, ...) until a
+and the search only ever asks "does rate_k pass?": it gallops down from bound/sqrt(2) (k = s/2, s, 2s, ... with s steps per halving) until a
 rate passes, then bisects between the last failure and the first pass. Because the path depends on nothing
 but pass/fail answers on a grid that depends on neither the SLO nor the target traffic, a looser SLO (which
 can only turn failures into passes) never yields a lower capacity, and the same probes serve every target
@@ -52,7 +52,7 @@ def search_capacity(probe_at: Callable[[float], Probe], bound: float, criterion:
         trail.append((k, rate, ok))
         return ok
 
-    failed, k = 0, step  # k = 0 is the bound itself: no schedule beats it, so it counts as failed unprobed
+    failed, k = 0, max(1, step // 2)  # k = 0 is the bound itself: no schedule beats it, so it fails unprobed
     while not passes(k):
         failed = k
         if k >= k_max:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from servesim.config import RunConfig
 from servesim.plan.capacity import Capacity, Criterion, search_capacity
-from servesim.plan.probe import Probe, at_rate, run_probe
+from servesim.plan.probe import Probe, ProbeLength, at_rate, run_probe
 from servesim.workload.workload import Workload
 
 
@@ -19,7 +19,8 @@ from servesim.workload.workload import Workload
 class Task:
     key: str  # cache key of (config, workload sample, version)
     config: RunConfig
-    workload: Workload  # open loop: the sample at 1 request/s; closed loop: as is (rate 0)
+    workload: Workload  # the sample at 1 request/s (probes take its first requests), or as is if not rescale
+    length: ProbeLength | None = None  # how many requests a probe at a rate takes; None: all
     bound: float | None = None  # search the capacity below this rate
     criterion: Criterion | None = None
     tolerance: float = 0.05
@@ -44,7 +45,7 @@ def evaluate(task: Task) -> TaskResult:
             if rate in task.cached:
                 probes[rate] = task.cached[rate]
             else:
-                workload = at_rate(task.workload, rate) if task.rescale and not task.workload.closed_loop else task.workload
+                workload = at_rate(task.workload, rate, task.length) if task.rescale else task.workload
                 probes[rate] = run_probe(task.config, workload, rate)
                 new.append(probes[rate])
         return probes[rate]

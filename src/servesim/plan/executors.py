@@ -3,6 +3,7 @@
 All three take tasks with `submit` and hand back finished ones with `next_done`, in whatever order they
 finish; the search decides what to run from finished results only in a fixed order, so the executor never
 changes a result. `terminate` stops at once (Ctrl-C): finished results are already with the caller.
+Whoever makes an executor closes it; `close` and `terminate` may be called more than once.
 """
 
 from __future__ import annotations
@@ -68,12 +69,16 @@ class LocalExecutor:
         return token, result
 
     def terminate(self) -> None:
-        self._pool.terminate()
-        self._pool.join()
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
 
     def close(self) -> None:
-        self._pool.close()
-        self._pool.join()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
 
 
 class RayExecutor:

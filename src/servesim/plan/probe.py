@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -57,16 +58,42 @@ def workload_fingerprint(w: Workload) -> str:
     return h.hexdigest()
 
 
-def config_key(cfg: RunConfig, workload_fp: str) -> str:
-    """Cache key of one configuration on one workload sample (any rate): config, workload, servesim version."""
+def config_key(cfg: RunConfig, workload_fp: str, length: ProbeLength | None = None) -> str:
+    """Cache key of one configuration on one workload sample (any rate): config, workload, servesim version,
+    and the rule that sizes probes."""
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_KEY}
-    blob = json.dumps({"servesim": __version__, "config": settings, "workload": workload_fp}, sort_keys=True)
+    rule = None if length is None else [length.min_requests, length.seconds, length.max_requests]
+    blob = json.dumps({"servesim": __version__, "config": settings, "workload": workload_fp, "length": rule},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def at_rate(base: Workload, rate: float) -> Workload:
-    """The base sample (built at 1 request/s) with arrivals compressed to `rate` requests/s."""
-    return replace(base, arrival=base.arrival / rate, source={**base.source, "qps": rate})
+@dataclass(frozen=True)
+class ProbeLength:
+    """How many requests a probe at a given rate simulates: enough to span `seconds` of arrivals (a short
+    window hides the slow queue growth just above capacity), at least `min_requests`, at most the sample."""
+
+    min_requests: int
+    seconds: float
+    max_requests: int
+
+    def requests(self, rate: float) -> int:
+        return min(self.max_requests, max(self.min_requests, math.ceil(rate * self.seconds)))
+
+
+def prefix(w: Workload, n: int) -> Workload:
+    """The first n requests of a workload."""
+    if n >= len(w):
+        return w
+    ids = None if w.prefix_ids is None else w.prefix_ids[:n]
+    arrival = None if w.arrival is None else w.arrival[:n]
+    return replace(w, prompt_len=w.prompt_len[:n], output_len=w.output_len[:n], arrival=arrival, prefix_ids=ids)
+
+
+def at_rate(base: Workload, rate: float, length: ProbeLength | None = None) -> Workload:
+    """The first requests of the base sample (built at 1 request/s) with arrivals compressed to `rate` req/s."""
+    w = prefix(base, length.requests(rate)) if length else base
+    return replace(w, arrival=w.arrival / rate, source={**w.source, "qps": rate})
 
 
 def flatten_summary(summary: dict) -> dict:

@@ -29,12 +29,13 @@ from servesim.plan.cache import ResultCache
 from servesim.plan.capacity import Capacity, Criterion
 from servesim.plan.evaluate import Task, TaskResult
 from servesim.plan.prices import Prices
-from servesim.plan.probe import Probe, config_key, workload_fingerprint
+from servesim.plan.probe import Probe, ProbeLength, config_key, prefix, workload_fingerprint
 from servesim.plan.space import Candidate, SearchSpace
 from servesim.simulate import resolve_model
 from servesim.workload.build import build_workload
 from servesim.workload.workload import Workload
 
+SAMPLE_REQUESTS = 20_000  # the workload sample every probe takes its first requests from
 RANKED = "ranked"  # meets the target within --max-gpus
 STATUSES = {
     RANKED: "meets the target rate within the SLOs and --max-gpus",
@@ -57,8 +58,10 @@ class PlanRequest:
     prices: Prices
     attainment: float = 0.9
     max_gpus: int = 64
-    probe_requests: int = 400
-    verify_requests: int = 2000
+    probe_requests: int = 400  # at least this many requests per capacity probe
+    probe_seconds: float = 60.0  # and enough to span this many seconds of arrivals
+    verify_requests: int = 2000  # the winner's verification: at least this many requests
+    verify_seconds: float = 300.0  # spanning this many seconds
     tolerance: float = 0.05
     window: int = 8
     top: int = 5
@@ -71,7 +74,8 @@ class PlanRequest:
     def settings(self) -> dict:
         return {"qps": self.qps, "slo_ttft_s": self.base.slo_ttft, "slo_tpot_s": self.base.slo_tpot,
                 "attainment": self.attainment, "max_gpus": self.max_gpus, "probe_requests": self.probe_requests,
-                "verify_requests": self.verify_requests, "tolerance": self.tolerance, "window": self.window,
+                "probe_seconds": self.probe_seconds, "verify_requests": self.verify_requests,
+                "verify_seconds": self.verify_seconds, "sample_requests": SAMPLE_REQUESTS, "tolerance": self.tolerance, "window": self.window,
                 "top": self.top, "exhaustive": self.exhaustive, "space": self.space.as_dict()}
 
 
@@ -137,19 +141,18 @@ def replicas_needed(qps: float, capacity: float) -> int:
     return max(1, math.ceil(qps / capacity * (1 - 1e-12)))
 
 
-def _samples(req: PlanRequest) -> tuple[Workload, Workload]:
+def _sample(req: PlanRequest) -> Workload:
+    """One long sample at 1 request/s; a probe at rate r takes its first requests and compresses them in time,
+    so every probe of every candidate sees the same requests."""
     base = req.base
     if base.concurrency is not None:
         raise ServesimError("plan searches request rates: describe the traffic as an open loop (--qps with a "
                             "--workload, --trace or --isl/--osl), not --concurrency")
-
-    def sample(n: int) -> Workload:
-        cfg = replace(base, qps=1.0, requests=n, duration=None)
-        if base.trace:
-            cfg = replace(cfg, limit=n if base.limit is None else min(base.limit, n))
-        return build_workload(cfg)
-
-    return sample(req.probe_requests), sample(req.verify_requests)
+    n = max(SAMPLE_REQUESTS, req.probe_requests, req.verify_requests)
+    cfg = replace(base, qps=1.0, requests=n, duration=None)
+    if base.trace:
+        cfg = replace(cfg, limit=n if base.limit is None else min(base.limit, n))
+    return build_workload(cfg)
 
 
 def _check(req: PlanRequest) -> None:
@@ -187,13 +190,15 @@ def plan(req: PlanRequest, executor, cache: ResultCache | None = None,
     _check(req)
     cache = cache or ResultCache(None)
     model = resolve_model(req.base)
-    probe_sample, verify_sample = _samples(req)
-    longest = int(max((s.prompt_len + s.output_len).max() for s in (probe_sample, verify_sample)))
+    sample = _sample(req)
+    probe_sample = prefix(sample, req.probe_requests)  # what the bounds are computed on
+    length = ProbeLength(req.probe_requests, req.probe_seconds, len(sample))
+    longest = int((sample.prompt_len + sample.output_len).max())
     max_model_len = req.base.max_model_len or min(model.max_position_embeddings, -(-longest // 1024) * 1024)
     base = replace(req.base, max_model_len=max_model_len, qps=None, requests=None, duration=None)
     for gpu in req.space.gpus:
         req.prices.price(get_device(gpu).name)  # a missing price is an error before any work
-    probe_fp = workload_fingerprint(probe_sample)
+    sample_fp = workload_fingerprint(sample)
 
     points = []
     for cand in req.space.candidates(model):
@@ -230,7 +235,7 @@ def plan(req: PlanRequest, executor, cache: ResultCache | None = None,
     queue = sorted((p for p in points if p.status == "pending"), key=Point.bound_key)
     interrupted = False
     try:
-        _search(req, queue, criterion, base, probe_sample, probe_fp, executor, cache, progress)
+        _search(req, queue, criterion, sample, sample_fp, length, executor, cache, progress)
     except KeyboardInterrupt:
         interrupted = True
         executor.terminate()
@@ -241,16 +246,11 @@ def plan(req: PlanRequest, executor, cache: ResultCache | None = None,
     ranked = sorted((p for p in points if p.status == RANKED), key=Point.rank_key)
     if ranked and not interrupted:
         try:
-            _operating_points(req, ranked, probe_sample, probe_fp, verify_sample, executor, cache)
+            _operating_points(req, ranked, sample, sample_fp, length, executor, cache)
         except KeyboardInterrupt:
             interrupted = True
             executor.terminate()
-    if not interrupted:
-        executor.close()
-    workload = {**probe_sample.describe(), "verify_requests": len(verify_sample)}
-    workload.pop("duration_s", None)
-    workload.pop("rate_req_s", None)
-    workload.pop("qps", None)
+    workload = {k: v for k, v in sample.describe().items() if k not in ("duration_s", "rate_req_s", "qps")}
     model_info = {"name": model.name, "hf_id": model.hf_id, "params": model.num_params}
     return PlanResult(req, model_info, workload, max_model_len, points, ranked, interrupted)
 
@@ -270,7 +270,7 @@ def _finish(req: PlanRequest, p: Point, result: TaskResult) -> None:
         p.status = RANKED
 
 
-def _search(req, queue: list[Point], criterion, base, sample, sample_fp, executor, cache, progress) -> None:
+def _search(req, queue: list[Point], criterion, sample, sample_fp, length, executor, cache, progress) -> None:
     done: dict[int, TaskResult] = {}
     settled = 0  # positions < settled are finished (or pruned) and count for the incumbent
     best: Point | None = None
@@ -293,7 +293,7 @@ def _search(req, queue: list[Point], criterion, base, sample, sample_fp, executo
             progress(finished, finished + sum(1 for q in queue if q.status == "pending"))
 
     for i, p in enumerate(queue):
-        p.key = config_key(p.config, sample_fp)
+        p.key = config_key(p.config, sample_fp, length)
         while settled <= i - req.window:
             if queue[settled].status == "pending":
                 receive()
@@ -308,24 +308,26 @@ def _search(req, queue: list[Point], criterion, base, sample, sample_fp, executo
                         f"{best.id} costs ${best.cost_per_hour:.2f}/h")
             report()
             continue
-        executor.submit(i, Task(p.key, p.config, sample, p.assessment.ub_rps, criterion, req.tolerance,
-                                cached=cache.get(p.key)))
+        most = length.requests(p.assessment.ub_rps)  # the search never probes above the bound
+        executor.submit(i, Task(p.key, p.config, prefix(sample, most), length, p.assessment.ub_rps, criterion,
+                                req.tolerance, cached=cache.get(p.key)))
         inflight += 1
     while inflight:
         receive()
 
 
-def _operating_points(req, ranked: list[Point], sample, sample_fp, verify_sample, executor, cache) -> None:
-    verify_fp = workload_fingerprint(verify_sample)
+def _operating_points(req, ranked: list[Point], sample, sample_fp, length, executor, cache) -> None:
+    """The best few at their operating rate (target / replicas) on the probes' sample, and the winner on a
+    longer run."""
+    verify = ProbeLength(req.verify_requests, req.verify_seconds, len(sample))
     jobs: dict = {}
     for j, p in enumerate(ranked[: max(1, req.top)]):
-        rate = req.qps / p.replicas
-        jobs[("op", j)] = (p, config_key(p.config, sample_fp), sample, rate)
+        jobs[("op", j)] = (p, config_key(p.config, sample_fp, length), length, req.qps / p.replicas)
     winner = ranked[0]
-    rate = req.qps / winner.replicas
-    jobs[("verify", 0)] = (winner, config_key(winner.config, verify_fp), verify_sample, rate)
-    for token, (p, key, workload, rate) in jobs.items():
-        executor.submit(token, Task(key, p.config, workload, rates=(rate,), cached=cache.get(key)))
+    jobs[("verify", 0)] = (winner, config_key(winner.config, sample_fp, verify), verify, req.qps / winner.replicas)
+    for token, (p, key, rule, rate) in jobs.items():
+        executor.submit(token, Task(key, p.config, prefix(sample, rule.requests(rate)), rule, rates=(rate,),
+                                    cached=cache.get(key)))
     for _ in range(len(jobs)):
         token, result = executor.next_done()
         p, key, _, rate = jobs[token]

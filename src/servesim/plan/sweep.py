@@ -90,7 +90,6 @@ def run_sweep(sweep: Sweep, executor, cache: ResultCache | None = None,
             probes[i] = result.probes[rate]
             if progress:
                 progress(n + 1, len(points))
-        executor.close()
     except KeyboardInterrupt:
         interrupted = True
         executor.terminate()

@@ -1,0 +1,53 @@
+"""Planner speed: Llama-3.1-70B on the chat preset at 20 req/s, TTFT 1 s / TPOT 60 ms for 90% of requests,
+over 4 GPU types x TP {1,2,4,8} x max_num_seqs {64,128,256,512} x max_num_batched_tokens
+{2048,4096,8192,16384} = 256 candidate configurations, no results cache. Prints the wall time and what the
+search did. Target (issue 6): under 2 minutes on the 2-core development machine.
+
+    .venv/bin/python benchmarks/bench_plan.py [--workers N] [--exhaustive]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from servesim.config import RunConfig
+from servesim.plan.cache import ResultCache
+from servesim.plan.evaluate import evaluate
+from servesim.plan.executors import make_executor
+from servesim.plan.prices import load_prices
+from servesim.plan.search import PlanRequest, plan
+from servesim.plan.space import SearchSpace
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--exhaustive", action="store_true", help="simulate every candidate that fits (no bound pruning)")
+    ap.add_argument("--probe-requests", type=int, default=400)
+    args = ap.parse_args()
+    base = RunConfig(model="llama-3.1-70b", workload="chat", slo_ttft=1.0, slo_tpot=0.060, seed=0)
+    space = SearchSpace(gpus=("h100", "h200", "a100", "b200"), tp=(1, 2, 4, 8), max_num_seqs=(64, 128, 256, 512),
+                        max_num_batched_tokens=(2048, 4096, 8192, 16384))
+    req = PlanRequest(base, 20.0, space, load_prices(), probe_requests=args.probe_requests, exhaustive=args.exhaustive)
+    executor = make_executor("local", evaluate, args.workers)
+    started = time.perf_counter()
+    result = plan(req, executor, ResultCache(None))
+    wall = time.perf_counter() - started
+    counts: dict[str, int] = {}
+    for p in result.points:
+        counts[p.status] = counts.get(p.status, 0) + 1
+    simulated = sum(1 for p in result.points if p.capacity)
+    probes = sum(len(p.capacity.probes) for p in result.points if p.capacity)
+    w = result.winner
+    print(f"{len(result.points)} candidate configs, {simulated} simulated ({probes} capacity probes of "
+          f"{req.probe_requests} requests), {counts}")
+    if w:
+        print(f"winner: {w.replicas} x {w.id} = {w.gpus} GPUs, ${w.cost_per_hour:.2f}/h, "
+              f"capacity {w.capacity.rate:.2f} req/s per replica")
+    print(f"{wall:.1f} s wall with {executor.workers} workers")
+
+
+if __name__ == "__main__":
+    main()
