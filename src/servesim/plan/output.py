@@ -27,11 +27,12 @@ PROBE_METRICS = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p
                  "running_mean", "prefix_hit_rate")
 
 
-def _clean(x):
+def jsonable(x):
+    """JSON-safe: NaN and inf become null, numpy scalars plain numbers."""
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.integer):
         return int(x)
     if isinstance(x, (float, np.floating)):
@@ -74,31 +75,37 @@ def candidate_record(p: Point, res: PlanResult, rank: int | None) -> dict:
     return rec
 
 
+def _probe_row(p: Point, probe: Probe, kind: str, sample: str, passed: bool, res: PlanResult) -> dict:
+    req, c = res.request, p.candidate
+    replicas = math.ceil(req.qps / probe.rate * (1 - 1e-12))
+    row = {"candidate_id": p.id, "gpu": c.gpu, "tp": c.tp, "pp": c.pp, "dtype": c.dtype,
+           "max_num_seqs": p.assessment.engine.get("max_num_seqs"),
+           "max_num_batched_tokens": p.assessment.engine.get("max_num_batched_tokens"),
+           "long_prefill_token_threshold": c.long_prefill_token_threshold, "gpus_per_replica": c.gpus_per_replica,
+           "kind": kind, "sample": sample, "passed": passed, "replicas_for_target": replicas,
+           "gpus_for_target": replicas * c.gpus_per_replica,
+           "cost_per_hour_for_target": replicas * c.gpus_per_replica * p.price}
+    row.update(_probe_summary(probe, res, c.gpus_per_replica))
+    tpot = probe.metrics.get("tpot_p50_s")
+    row["tokens_per_s_per_user"] = 1.0 / tpot if tpot else None
+    return row
+
+
 def probe_rows(res: PlanResult) -> list[dict]:
-    """Every simulation the plan used, with the deployment each one stands for."""
+    """Every simulation the plan used, with the deployment each one stands for (enough replicas that each
+    sees at most the probe's rate)."""
     slo, req = res.request.slo, res.request
     rows = []
     for p in res.points:
-        c = p.candidate
-        kinds = {}
-        for _, r, ok in (p.capacity.probes if p.capacity else []):
-            kinds[r] = ("capacity-search", ok)
-        if p.operating is not None:
-            kinds.setdefault(p.operating.rate, ("operating", p.operating.attainment(slo) >= req.attainment))
-        for rate, (kind, ok) in sorted(kinds.items()):
-            probe = p.probes.get(rate) or p.operating
-            replicas = math.ceil(req.qps / rate * (1 - 1e-12))
-            row = {"candidate_id": p.id, "gpu": c.gpu, "tp": c.tp, "pp": c.pp, "dtype": c.dtype,
-                   "max_num_seqs": p.assessment.engine.get("max_num_seqs"),
-                   "max_num_batched_tokens": p.assessment.engine.get("max_num_batched_tokens"),
-                   "long_prefill_token_threshold": c.long_prefill_token_threshold,
-                   "gpus_per_replica": c.gpus_per_replica, "kind": kind, "sample": "probe", "passed": ok,
-                   "replicas_for_target": replicas, "gpus_for_target": replicas * c.gpus_per_replica,
-                   "cost_per_hour_for_target": replicas * c.gpus_per_replica * p.price}
-            row.update(_probe_summary(probe, res, c.gpus_per_replica))
-            tpot = probe.metrics.get("tpot_p50_s")
-            row["tokens_per_s_per_user"] = 1.0 / tpot if tpot else None
-            rows.append(row)
+        searched = {r: ok for _, r, ok in (p.capacity.probes if p.capacity else [])}
+        for rate, ok in sorted(searched.items()):
+            rows.append(_probe_row(p, p.probes[rate], "capacity-search", "probe", ok, res))
+        if p.operating is not None and p.operating.rate not in searched:
+            rows.append(_probe_row(p, p.operating, "operating", "probe",
+                                   p.operating.attainment(slo) >= req.attainment, res))
+        if p.verification is not None:
+            rows.append(_probe_row(p, p.verification, "verification", "verify",
+                                   p.verification.attainment(slo) >= req.attainment, res))
     for row in rows:
         row["pareto_cost_ttft"] = False
         row["pareto_throughput_speed"] = False
@@ -177,7 +184,7 @@ def plan_document(res: PlanResult) -> dict:
         "throughput_vs_user_speed": [{k: r[k] for k in ("candidate_id", "rate", "output_tokens_per_s_per_gpu", "tokens_per_s_per_user")}
                                      for r in sorted((r for r in rows if r["pareto_throughput_speed"]), key=lambda r: -r["output_tokens_per_s_per_gpu"])],
     }
-    return _clean(doc), rows
+    return jsonable(doc), rows
 
 
 _NESTED = ("engine", "memory", "bounds", "at_capacity", "operating", "verification")
@@ -210,5 +217,5 @@ def write_plan(res: PlanResult, out_dir: str | Path) -> tuple[dict, list[dict]]:
     doc, rows = plan_document(res)
     (out_dir / "plan.json").write_text(json.dumps(doc, indent=1) + "\n")
     pq.write_table(_table([_flat(c) for c in doc["candidates"]]), out_dir / "plan.parquet")
-    pq.write_table(_table(_clean(rows)), out_dir / "probes.parquet")
+    pq.write_table(_table(jsonable(rows)), out_dir / "probes.parquet")
     return doc, rows

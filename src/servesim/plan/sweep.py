@@ -116,13 +116,13 @@ def sweep_rows(sweep: Sweep, points: list[dict], probes: list[Probe | None]) -> 
 
 
 def write_sweep(sweep: Sweep, rows: list[dict], out_dir: str | Path, interrupted: bool) -> None:
-    from servesim.plan.output import _clean
+    from servesim.plan.output import jsonable
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {"servesim_version": __version__, "seed": sweep.base.seed, "source": sweep.source,
            "config": sweep.base.to_dict(), "grid": sweep.grid, "interrupted": interrupted, "points": rows}
-    (out_dir / "sweep.json").write_text(json.dumps(_clean(doc), indent=1) + "\n")
+    (out_dir / "sweep.json").write_text(json.dumps(jsonable(doc), indent=1) + "\n")
     columns = list(dict.fromkeys(k for r in rows for k in r))
-    clean = _clean(rows)
+    clean = jsonable(rows)
     pq.write_table(pa.table({k: [r.get(k) for r in clean] for k in columns}), out_dir / "sweep.parquet")

@@ -26,20 +26,18 @@ def ranked_table(doc: dict, rows: int = 10) -> Table:
              f"(>= {req['attainment']:.0%} of requests within TTFT {_ms(req['slo_ttft_s'])} ms"
              + (f", TPOT {_ms(req['slo_tpot_s'])} ms" if req["slo_tpot_s"] is not None else "") + ")")
     t = Table(title=title, title_justify="left")
-    for col, just in (("#", "right"), ("GPU", "left"), ("TP", "right"), ("seqs/tokens", "right"), ("replicas", "right"),
-                      ("GPUs", "right"), ("$/hour", "right"), ("capacity req/s", "right"), ("req/s/GPU", "right"),
-                      ("req per $", "right"), ("TTFT p90 ms", "right"), ("TPOT p90 ms", "right")):
-        t.add_column(col, justify=just)
+    for col in ("#", "replica", "seqs/tokens", "x", "GPUs", "$/h", "cap req/s", "req/s/GPU", "req/$", "TTFT90 ms", "TPOT90 ms"):
+        t.add_column(col, justify="left" if col == "replica" else "right")
     for c in doc["candidates"]:
         if c["rank"] is None or c["rank"] > rows:
             continue
         at = c["operating"] or c["at_capacity"] or {}
-        t.add_row(str(c["rank"]), c["gpu"], str(c["tp"]), _knobs(c), str(c["replicas"]), str(c["gpus"]),
-                  _num(c["cost_per_hour"]), _num(c["capacity_requests_per_s"]),
-                  _num(c["goodput_per_gpu_requests_per_s"]), _num(c["requests_per_dollar"], "{:,.0f}"),
-                  _ms(at.get("ttft_p90_s")), _ms(at.get("tpot_p90_s")))
-    t.caption = ("latencies at the operating rate (target / replicas) for the top rows, else at capacity; "
-                 "seqs/tokens = max_num_seqs/max_num_batched_tokens")
+        replica = f"{c['gpu']} TP{c['tp']}" + (f" PP{c['pp']}" if c["pp"] > 1 else "") + (f" {c['dtype']}" if c["dtype"] != "bf16" else "")
+        t.add_row(str(c["rank"]), replica, _knobs(c), str(c["replicas"]), str(c["gpus"]), _num(c["cost_per_hour"]),
+                  _num(c["capacity_requests_per_s"]), _num(c["goodput_per_gpu_requests_per_s"]),
+                  _num(c["requests_per_dollar"], "{:,.0f}"), _ms(at.get("ttft_p90_s")), _ms(at.get("tpot_p90_s")))
+    t.caption = ("x = replicas; cap = capacity of one replica; latencies at the operating rate (target / replicas) "
+                 "for the top rows, else at capacity; seqs/tokens = max_num_seqs/max_num_batched_tokens")
     return t
 
 
