@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import time
 
 from servesim.config import RunConfig
@@ -33,8 +34,13 @@ def main() -> None:
     req = PlanRequest(base, 20.0, space, load_prices(), probe_requests=args.probe_requests, exhaustive=args.exhaustive)
     executor = make_executor("local", evaluate, args.workers)
     started = time.perf_counter()
-    result = plan(req, executor, ResultCache(None))
+    try:
+        result = plan(req, executor, ResultCache(None))
+    finally:
+        executor.close()  # reaps the workers, so their CPU time is counted below
     wall = time.perf_counter() - started
+    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
     counts: dict[str, int] = {}
     for p in result.points:
         counts[p.status] = counts.get(p.status, 0) + 1
@@ -46,7 +52,8 @@ def main() -> None:
     if w:
         print(f"winner: {w.replicas} x {w.id} = {w.gpus} GPUs, ${w.cost_per_hour:.2f}/h, "
               f"capacity {w.capacity.rate:.2f} req/s per replica")
-    print(f"{wall:.1f} s wall with {executor.workers} workers")
+    print(f"{wall:.1f} s wall with {executor.workers} workers, {cpu:.1f} CPU seconds, load average "
+          f"{os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -169,6 +169,8 @@ def _check(req: PlanRequest) -> None:
         raise ServesimError(f"--probe-requests must be >= 20, got {req.probe_requests}")
     if req.verify_requests < 1:
         raise ServesimError(f"--verify-requests must be >= 1, got {req.verify_requests}")
+    if req.probe_seconds < 0 or req.verify_seconds < 0:
+        raise ServesimError("--probe-seconds and --verify-seconds must be >= 0")
     if not 0 < req.tolerance < 1:
         raise ServesimError(f"--tolerance must be in (0, 1), got {req.tolerance}")
     if req.window < 1:
@@ -225,8 +227,11 @@ def plan(req: PlanRequest, executor, cache: ResultCache | None = None,
             continue
         elif bound < req.attainment:
             p.status = "pruned-slo"
+            floors = a.summary()
+            tpot = floors["tpot_floor_p90_s"]
             p.reason = (f"unloaded, at most {bound:.0%} of requests meet the SLOs (target {req.attainment:.0%}): "
-                        f"p90 TTFT floor {a.summary()['ttft_floor_p90_s'] * 1e3:.0f} ms")
+                        f"p90 TTFT floor {floors['ttft_floor_p90_s'] * 1e3:.0f} ms"
+                        + ("" if tpot is None else f", p90 TPOT floor {tpot * 1e3:.1f} ms"))
         elif p.lb_replicas * p.candidate.gpus_per_replica > req.max_gpus:
             p.status = "pruned-gpus"
             p.reason = (f"needs >= {p.lb_replicas * p.candidate.gpus_per_replica} GPUs at its throughput bound "
@@ -271,7 +276,6 @@ def _finish(req: PlanRequest, p: Point, result: TaskResult) -> None:
 
 
 def _search(req, queue: list[Point], criterion, sample, sample_fp, length, executor, cache, progress) -> None:
-    done: dict[int, TaskResult] = {}
     settled = 0  # positions < settled are finished (or pruned) and count for the incumbent
     best: Point | None = None
     inflight = 0
@@ -285,7 +289,6 @@ def _search(req, queue: list[Point], criterion, sample, sample_fp, length, execu
         p = queue[i]
         cache.put(p.key, result.new)
         _finish(req, p, result)
-        done[i] = result
         report()
 
     def report() -> None:
