@@ -69,7 +69,8 @@ def closest_table(doc: dict) -> Table:
     for col in ("candidate", "reaches req/s", "short by", "why"):
         t.add_column(col)
     for c in doc["closest"]:
-        t.add_row(c["id"], _num(c["reachable_requests_per_s"]), f"{c['shortfall']:.0%}", c["detail"])
+        reach = c["reachable_requests_per_s"]
+        t.add_row(c["id"], _num(reach) if reach else "-", f"{c['shortfall']:.0%}" if reach else "-", c["detail"])
     return t
 
 
