@@ -287,11 +287,16 @@ def plan(
     if not json_out:
         v = w["verification"] or {}
         out.print(f"[bold]cheapest:[/] {w['replicas']} x {w['id']} = {w['gpus']} GPUs, ${w['cost_per_hour']:.2f}/hour; "
-                  f"verified on {doc['request']['verify_requests']} requests at {v.get('rate', 0):.2f} req/s per replica: "
+                  f"verified on {(v.get('completed') or 0) + (v.get('rejected') or 0)} requests at {v.get('rate', 0):.2f} req/s per replica: "
                   f"{(v.get('attainment') or 0) * 100:.1f}% within the SLOs", highlight=False)
         out.print(f"[bold]deploy:[/] {w['deploy']}:", highlight=False)
         out.print(f"  {w['vllm_serve']}", highlight=False, soft_wrap=True)
         out.print(f"[dim]replicas: {doc['replica_model']}[/]", highlight=False)
+        if not w["verified"]:
+            err.print(f"[bold yellow]warning:[/] on the longer verification run only {(v.get('attainment') or 0) * 100:.1f}% "
+                      f"of requests meet the SLOs (target {doc['request']['attainment']:.0%}): this traffic changes over "
+                      "longer spans than the capacity probes cover; raise --probe-seconds (now "
+                      f"{doc['request']['probe_seconds']:g} s) before trusting this plan", highlight=False)
 
 
 @app.command()

@@ -174,6 +174,7 @@ def plan_document(res: PlanResult) -> dict:
             "deploy": f"{w.replicas} replica(s) of this command, one per {w.candidate.gpus_per_replica} GPU(s), behind a load balancer",
             "operating": _probe_summary(w.operating, res, w.candidate.gpus_per_replica),
             "verification": _probe_summary(w.verification, res, w.candidate.gpus_per_replica),
+            "verified": w.verification is not None and w.verification.attainment(req.slo) >= req.attainment,
         }
     else:
         doc["closest"] = closest(res)
