@@ -178,3 +178,22 @@ def test_cli_plan_unmet_slos_exit_nonzero_with_the_shortfall(tmp_path):
     assert res.exit_code == 1
     text = " ".join(res.output.split())
     assert "no deployment meets 500 req/s" in text and "l40s-tp1" in text and "%" in text
+
+
+def test_a_winner_that_fails_the_longer_run_is_flagged(tmp_path):
+    """Traffic that turns heavy after the probes' window: the verification catches it and the CLI warns."""
+    gaps = np.concatenate([np.full(400, 1.0), np.full(1600, 0.2)])  # calm, then 5x the rate
+    rows = ["arrived_at,num_prefill_tokens,num_decode_tokens"]
+    rows += [f"{t:.3f},1000,200" for t in np.cumsum(gaps)]
+    trace = tmp_path / "shift.csv"
+    trace.write_text("\n".join(rows) + "\n")
+    args = ["plan", "--model", "llama-3.1-8b", "--trace", str(trace), "--qps", "8", "--slo-ttft", "1s",
+            "--slo-tpot", "50ms", "--gpus", "l40s", "--tp", "1", "--max-num-seqs", "256",
+            "--max-num-batched-tokens", "2048", "--probe-requests", "50", "--probe-seconds", "5s",
+            "--verify-requests", "1500", "--verify-seconds", "0s", "--executor", "serial", "--no-cache",
+            "--top", "1", "-o", str(tmp_path / "out")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert doc["winner"]["verified"] is False
+    assert "raise --probe-seconds" in " ".join(res.output.split())
