@@ -70,8 +70,8 @@ def resolve_engine(cfg: RunConfig, model: ModelSpec, device) -> tuple[EngineConf
     return ecfg, plan
 
 
-def resolve_cost_model(cfg: RunConfig, model: ModelSpec, device) -> RooflineModel:
-    """The step-cost model a run uses (the planner's analytic bounds use the same one)."""
+def make_cost_model(cfg: RunConfig, model: ModelSpec, device, ecfg: EngineConfig) -> RooflineModel:
+    """The step clock a run uses (the planner's analytic bounds use the same one)."""
     return RooflineModel(model, device, tp=cfg.tp, kv_dtype=cfg.kv_cache_dtype, step_overhead=cfg.step_overhead)
 
 
@@ -81,7 +81,7 @@ def run_simulation(cfg: RunConfig, progress: Callable[[int], None] | None = None
     device = get_device(cfg.gpu)
     device.peak_flops(model.dtype)  # fails early for FP8 on a GPU without it
     ecfg, plan = resolve_engine(cfg, model, device)
-    cost = resolve_cost_model(cfg, model, device)
+    cost = make_cost_model(cfg, model, device, ecfg)
     if workload is None:
         workload = build_workload(cfg)
     table = RequestTable(workload.prompt_len, workload.output_len, workload.prefix_ids, workload.prefix_block_tokens)

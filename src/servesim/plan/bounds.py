@@ -24,7 +24,7 @@ from servesim.errors import ServesimError
 from servesim.hardware.catalog import get_device
 from servesim.metrics.summary import SLO
 from servesim.perf.base import StepShape, decode_shape
-from servesim.simulate import resolve_cost_model, resolve_engine, resolve_model
+from servesim.simulate import make_cost_model, resolve_engine, resolve_model
 from servesim.workload.workload import Workload
 
 GB = 1e9
@@ -119,7 +119,7 @@ def assess(cfg: RunConfig, workload: Workload) -> Assessment:
         memory.update(kv_gb_per_gpu=plan.kv_bytes / GB, kv_tokens=plan.max_tokens, num_gpu_blocks=plan.num_blocks)
     engine = {"max_num_seqs": ecfg.max_num_seqs, "max_num_batched_tokens": ecfg.max_num_batched_tokens,
               "max_model_len": ecfg.max_model_len, "num_gpu_blocks": ecfg.num_gpu_blocks}
-    cost = resolve_cost_model(cfg, model, device)
+    cost = make_cost_model(cfg, model, device, ecfg)
 
     computed = computed_prompt_tokens(workload, ecfg.enable_prefix_caching)
     out = workload.output_len
