@@ -20,6 +20,7 @@ from servesim.errors import ServesimError
 from servesim.metrics.summary import SLO
 from servesim.plan.cache import ResultCache
 from servesim.plan.evaluate import Task
+from servesim.plan.output import jsonable
 from servesim.plan.probe import Probe, config_key, workload_fingerprint
 from servesim.workload.build import build_workload
 
@@ -116,8 +117,6 @@ def sweep_rows(sweep: Sweep, points: list[dict], probes: list[Probe | None]) -> 
 
 
 def write_sweep(sweep: Sweep, rows: list[dict], out_dir: str | Path, interrupted: bool) -> None:
-    from servesim.plan.output import jsonable
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     doc = {"servesim_version": __version__, "seed": sweep.base.seed, "source": sweep.source,
