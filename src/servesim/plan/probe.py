@@ -7,10 +7,12 @@ sample, rescaled in time to each probed rate.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -58,13 +60,26 @@ def workload_fingerprint(w: Workload) -> str:
     return h.hexdigest()
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of servesim's own source and data files: a changed simulator never answers from old results,
+    even before its version number moves."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        if path.suffix in (".py", ".json", ".yaml") and "__pycache__" not in path.parts:
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def config_key(cfg: RunConfig, workload_fp: str, length: ProbeLength | None = None) -> str:
-    """Cache key of one configuration on one workload sample (any rate): config, workload, servesim version,
-    and the rule that sizes probes."""
+    """Cache key of one configuration on one workload sample (any rate): config, workload, servesim version
+    and code, and the rule that sizes probes."""
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_IN_KEY}
     rule = None if length is None else [length.min_requests, length.seconds, length.max_requests]
-    blob = json.dumps({"servesim": __version__, "config": settings, "workload": workload_fp, "length": rule},
-                      sort_keys=True)
+    blob = json.dumps({"servesim": __version__, "code": code_fingerprint(), "config": settings,
+                       "workload": workload_fp, "length": rule}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
