@@ -33,6 +33,12 @@ class Device:
     gpus_per_node: int = 8
     step_overhead: float = 0.0  # engine CPU time per step that does not overlap the GPU (s); calibrated profiles set it
     vendor: str = "nvidia"
+    sms: int = 0  # streaming multiprocessors (compute units on AMD): wave quantisation of kernels
+    visible_mem_bytes: float = 0.0  # total memory as cudaMemGetInfo reports it (what vLLM scales); 0: mem_bytes
+
+    @property
+    def total_visible_bytes(self) -> float:
+        return self.visible_mem_bytes or self.mem_bytes
 
     @property
     def has_fp8(self) -> bool:
@@ -51,17 +57,26 @@ _CATALOG = {
     d.name: d
     for d in [
         # H100 SXM5 80GB: 989 TFLOPS BF16 / 1979 FP8 dense, 3.35 TB/s HBM3, NVLink 4 900 GB/s bidirectional.
-        Device("h100", 989e12, 1979e12, 3.35e12, 80 * GiB, 450e9, pcie_bandwidth=64e9, network_bandwidth=50e9),
+        # 132 SMs; vLLM logs report total_gpu_memory 79.11 GiB on H100 80GB.
+        Device("h100", 989e12, 1979e12, 3.35e12, 80 * GiB, 450e9, pcie_bandwidth=64e9, network_bandwidth=50e9,
+               sms=132, visible_mem_bytes=79.11 * GiB),
         # H200 SXM 141GB: H100 compute, 4.8 TB/s HBM3e.
-        Device("h200", 989e12, 1979e12, 4.8e12, 141 * GiB, 450e9, pcie_bandwidth=64e9, network_bandwidth=50e9),
+        # vLLM logs report total_gpu_memory 139.81 GiB on H200.
+        Device("h200", 989e12, 1979e12, 4.8e12, 141 * GiB, 450e9, pcie_bandwidth=64e9, network_bandwidth=50e9,
+               sms=132, visible_mem_bytes=139.81 * GiB),
         # A100 SXM4 80GB: 312 TFLOPS BF16, no FP8, 2.039 TB/s HBM2e, NVLink 3 600 GB/s bidirectional.
-        Device("a100", 312e12, 0.0, 2.039e12, 80 * GiB, 300e9, pcie_bandwidth=32e9, network_bandwidth=25e9),
+        # 108 SMs; vLLM logs report total_gpu_memory 79.15 GiB on A100-SXM4-80GB.
+        Device("a100", 312e12, 0.0, 2.039e12, 80 * GiB, 300e9, pcie_bandwidth=32e9, network_bandwidth=25e9,
+               sms=108, visible_mem_bytes=79.15 * GiB),
         # B200 (HGX): 2.25 PFLOPS BF16 / 4.5 FP8 dense, 7.7 TB/s HBM3e, 180 GB, NVLink 5 1.8 TB/s bidirectional.
-        Device("b200", 2250e12, 4500e12, 7.7e12, 180 * GiB, 900e9, pcie_bandwidth=128e9, network_bandwidth=100e9),
+        Device("b200", 2250e12, 4500e12, 7.7e12, 180 * GiB, 900e9, pcie_bandwidth=128e9, network_bandwidth=100e9,
+               sms=148),
         # L40S: 362 TFLOPS BF16 / 733 FP8 dense, 864 GB/s GDDR6, 48 GB, PCIe 4.0 only (no NVLink).
-        Device("l40s", 362.05e12, 733e12, 864e9, 46068 * 1024**2, 32e9, link_kind="pcie", pcie_bandwidth=32e9),
+        Device("l40s", 362.05e12, 733e12, 864e9, 46068 * 1024**2, 32e9, link_kind="pcie", pcie_bandwidth=32e9,
+               sms=142),
         # MI300X: 1307 TFLOPS BF16 / 2615 FP8 dense, 5.3 TB/s HBM3, 192 GB, Infinity Fabric 7 x 64 GB/s per direction.
-        Device("mi300x", 1307.4e12, 2614.9e12, 5.3e12, 192 * GiB, 448e9, link_kind="infinity-fabric", vendor="amd"),
+        Device("mi300x", 1307.4e12, 2614.9e12, 5.3e12, 192 * GiB, 448e9, link_kind="infinity-fabric", vendor="amd",
+               sms=304),
     ]
 }
 _ALIASES = {

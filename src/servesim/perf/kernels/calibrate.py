@@ -1,0 +1,45 @@
+"""Turn kernel measurements into a calibration file: fit every family present, record the fit errors.
+
+Used by scripts/fit_kernels.py (the bundled servesim/data/kernels.json, from the shared profiles) and by
+`servesim calibrate --kernels DIR` (a user's own measurements in servesim's CSV schema, see samples.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from servesim.errors import ServesimError
+from servesim.hardware.catalog import Device, get_device
+from servesim.perf.kernels.calibration import ENGINES, FORMAT
+from servesim.perf.kernels.fit import fit
+from servesim.perf.kernels.forms import Hardware
+from servesim.perf.kernels.samples import Samples, read_csv_dir
+
+
+def hardware(device: Device, key: str) -> Hardware:
+    peak = device.peak_flops("fp8") if key == "gemm.fp8" else device.bf16_flops
+    return Hardware(peak, device.mem_bandwidth, device.sms or 100, device.link_bandwidth)
+
+
+def fit_samples(samples: list[Samples], device: Device) -> tuple[dict, dict]:
+    """(coefficients, fit statistics) per family key."""
+    coeffs, stats = {}, {}
+    for s in samples:
+        c, st = fit(s, hardware(device, s.key))
+        coeffs[s.key] = [float(f"{v:.6g}") for v in c]
+        stats[s.key] = {k: round(v, 4) if isinstance(v, float) else v for k, v in st.items()} | {"source": s.source}
+    return coeffs, stats
+
+
+def calibrate_dir(directory: str | Path, gpu: str, engine: str, output: str | Path) -> dict:
+    """Fit a user's measurements (servesim CSV schema) and write a calibration file for `gpu` and `engine`."""
+    if engine not in ENGINES:
+        raise ServesimError(f"unknown engine {engine!r}; valid choices: {', '.join(ENGINES)}")
+    device = get_device(gpu)
+    samples = read_csv_dir(directory)
+    coeffs, stats = fit_samples(samples, device)
+    data = {"format": FORMAT, "measured": {device.name: {engine: {"source": str(directory), "coeffs": coeffs,
+                                                                   "fit": stats}}}}
+    Path(output).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return stats

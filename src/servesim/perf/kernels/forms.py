@@ -1,0 +1,171 @@
+"""The physical form of each kernel family's latency: roofline terms divided by a fitted efficiency surface.
+
+Every form reads a GPU's spec sheet (peak FLOP/s, memory bandwidth, SM count, link bandwidth) and a handful of
+fitted coefficients that are either dimensionless efficiencies (fractions of peak) or latencies in seconds.
+Because the spec sheet carries the hardware, coefficients learnt on a measured GPU transfer to a GPU known only
+from its spec sheet. All functions take floats or numpy arrays.
+
+Shared pieces:
+- smooth_max(a, b, p) = (a^p + b^p)^(1/p): compute- and memory-bound regimes blend instead of switching;
+- wave utilisation: a kernel launching `ctas` thread blocks on `sms` SMs runs ceil(ctas/sms) waves, the last
+  one partly idle; efficiency scales by (ctas / (waves * sms)) ** wave_exp (wave_exp < 1: libraries soften it
+  with split-K and stream-K);
+- floors: a kernel costs at least its launch/latency floor, however small.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+TILE = 128.0  # output tile edge (GEMM) and query tile (flash attention) of the Hopper/Ampere kernels measured
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """The spec-sheet numbers the forms need, for one GPU and one compute dtype."""
+
+    peak_flops: float
+    mem_bandwidth: float
+    sms: int
+    link_bandwidth: float = 0.0
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    params: tuple[str, ...]
+    initial: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+
+
+def smooth_max(a, b, p):
+    return (a**p + b**p) ** (1.0 / p)
+
+
+def wave_util(ctas, sms):
+    ctas = np.maximum(ctas, 1.0)
+    return ctas / (np.ceil(ctas / sms) * sms)
+
+
+# --- GEMM: y[m, n] = x[m, k] @ w[k, n] -------------------------------------------------------------------
+
+GEMM = Family(
+    "gemm",
+    ("floor", "k_latency", "compute_eff", "k_half", "wave_exp", "memory_eff", "sharpness", "act_passes"),
+    (3e-6, 2e-9, 0.8, 100.0, 0.3, 0.85, 3.0, 0.1),
+    (1e-7, 1e-12, 0.05, 1.0, 1e-3, 0.05, 1.0, 1e-4),
+    (5e-5, 1e-7, 1.0, 1e4, 1.0, 1.2, 12.0, 20.0),
+)
+
+
+def gemm_time(c, hw: Hardware, m, n, k, weight_bytes=2.0):
+    """Seconds for one GEMM. `act_passes` counts extra activation passes (FP8's per-token input quantisation)."""
+    floor, k_latency, compute_eff, k_half, wave_exp, memory_eff, sharpness, act_passes = c
+    tiles = np.ceil(m / TILE) * np.ceil(n / TILE)
+    eff = compute_eff * k / (k + k_half) * wave_util(tiles, hw.sms) ** wave_exp
+    compute = 2.0 * m * n * k / (hw.peak_flops * eff)
+    traffic = (m * k + n * k) * weight_bytes + m * n * 2.0
+    memory = traffic / (hw.mem_bandwidth * memory_eff)
+    quant = act_passes * m * k * 3.0 / hw.mem_bandwidth * (2.0 - weight_bytes)  # only fp8 (1-byte) weights
+    return floor + k_latency * k + smooth_max(compute, memory, sharpness) + quant
+
+
+# --- prefill attention: flash attention over chunks of new tokens on top of cached context -------------
+# Aggregates over the sequences of one step: seqs, new tokens T = sum n, causal query-key pairs
+# Q = sum(n*c + n(n+1)/2), KV tokens read K = sum(c + n).
+
+PREFILL_ATTN = Family(
+    "context_attention",
+    ("floor", "seq_cost", "compute_eff", "head_dim_exp", "wave_exp", "memory_eff", "sharpness", "tile_cost",
+     "fp8_cost", "group_exp"),
+    (1e-5, 1e-7, 0.6, 0.5, 0.5, 0.8, 3.0, 1e-8, 0.1, 0.1),
+    (1e-7, 1e-12, 0.02, 1e-3, 1e-3, 0.05, 1.0, 1e-12, 1e-4, 1e-4),
+    (2e-4, 1e-4, 1.0, 2.0, 1.0, 1.2, 12.0, 1e-5, 3.0, 1.0),
+)
+
+
+def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0):
+    floor, seq_cost, compute_eff, head_dim_exp, wave_exp, memory_eff, sharpness, tile_cost, fp8_cost, group_exp = c
+    q_tiles = tokens / TILE + 0.5 * seqs  # a sequence's last query tile is on average half full
+    # Grouped-query heads share each K/V tile: larger groups use the tensor cores better.
+    eff = compute_eff * (head_dim / 128.0) ** head_dim_exp * (heads / kv_heads / 4.0) ** group_exp
+    eff = eff * wave_util(heads * q_tiles, hw.sms) ** wave_exp
+    # Causal tiles on the diagonal are computed whole: about half a tile of extra keys per query.
+    compute = 4.0 * heads * head_dim * (pairs + 0.5 * TILE * tokens) / (hw.peak_flops * eff)
+    traffic = tokens * 2.0 * heads * head_dim * 2.0 + kv_tokens * 2.0 * kv_heads * head_dim * kv_bytes
+    memory = traffic / (hw.mem_bandwidth * memory_eff)
+    kernel = smooth_max(compute, memory, sharpness) * (1.0 + fp8_cost * (2.0 - kv_bytes))  # fp8 KV: dequantise
+    return floor + seq_cost * seqs + tile_cost * heads * q_tiles + kernel
+
+
+# --- decode attention: one query token per sequence over its paged KV ------------------------------------
+# Written as a(seqs) + b(seqs) * kv_tokens, so a span of decode steps (kv_tokens growing) is exact.
+
+DECODE_ATTN = Family(
+    "generation_attention",
+    ("floor", "seq_cost", "kv_head_exp", "compute_eff", "memory_eff", "par_half", "par_exp", "sharpness", "dequant"),
+    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1),
+    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4),
+    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0),
+)
+
+
+def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv_bytes=2.0):
+    """(fixed seconds, seconds per KV token) of a decode attention call over `seqs` sequences."""
+    floor, seq_cost, kv_head_exp, compute_eff, memory_eff, par_half, par_exp, sharpness, dequant = c
+    per_token_compute = 4.0 * heads * head_dim / (hw.peak_flops * compute_eff)
+    # An 8-bit cache halves the bytes but pays for dequantising them.
+    kv_traffic = 2.0 * kv_heads * head_dim * kv_bytes * (1.0 + dequant * (2.0 - kv_bytes))
+    per_token_memory = kv_traffic / (hw.mem_bandwidth * memory_eff)
+    # Few (sequence, kv-head) pairs cannot keep every SM streaming KV.
+    starve = 1.0 + (par_half / (np.maximum(seqs, 1.0) * kv_heads)) ** par_exp
+    fixed = floor + seq_cost * seqs * kv_heads**kv_head_exp
+    return fixed, smooth_max(per_token_compute, per_token_memory, sharpness) * starve
+
+
+def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0):
+    fixed, per_token = decode_attention_coeffs(c, hw, seqs, heads, kv_heads, head_dim, kv_bytes)
+    return fixed + per_token * kv_tokens
+
+
+# --- all-reduce over a tensor-parallel group ---------------------------------------------------------------
+
+ALLREDUCE = Family(
+    "allreduce",
+    ("floor", "hop_latency", "link_eff", "small_eff", "half_bytes"),
+    (4e-6, 1e-6, 0.7, 0.3, 1e6),
+    (1e-7, 1e-12, 0.02, 0.01, 1e3),
+    (1e-4, 1e-4, 1.5, 1.5, 1e9),
+)
+
+
+def allreduce_time(c, hw: Hardware, message_bytes, gpus):
+    """Ring-equivalent traffic 2(g-1)/g * bytes over the link; small messages reach a lower efficiency
+    (one-shot kernels, latency-bound), blending to `link_eff` above `half_bytes`."""
+    floor, hop_latency, link_eff, small_eff, half_bytes = c
+    ratio = message_bytes / (message_bytes + half_bytes)
+    eff = small_eff + (link_eff - small_eff) * ratio
+    traffic = 2.0 * (gpus - 1.0) / gpus * message_bytes
+    return floor + hop_latency * (gpus - 1.0) + traffic / (hw.link_bandwidth * eff)
+
+
+# --- memory-bound elementwise kernels: norms, residual adds, activation, rotary embedding, sampling ------
+
+ELEMENTWISE = Family(
+    "elementwise",
+    ("floor", "memory_eff"),
+    (3e-6, 0.7),
+    (1e-8, 0.02),
+    (2e-4, 1.2),
+)
+
+
+def elementwise_time(c, hw: Hardware, traffic_bytes):
+    floor, memory_eff = c
+    return floor + traffic_bytes / (hw.mem_bandwidth * memory_eff)
+
+
+FAMILIES = {f.name: f for f in (GEMM, PREFILL_ATTN, DECODE_ATTN, ALLREDUCE, ELEMENTWISE)}
