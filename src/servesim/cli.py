@@ -58,9 +58,14 @@ def simulate(
     model: Optional[str] = typer.Option(None, help="Model short name or Hugging Face id (see `servesim models`)."),
     model_config: Optional[Path] = typer.Option(None, help="A Hugging Face config.json for any other model."),
     gpu: Optional[str] = typer.Option(None, help="GPU name (see `servesim gpus`) or a device YAML file."),
-    tp: Optional[int] = typer.Option(None, help="Tensor-parallel size."),
+    tp: Optional[int] = typer.Option(None, help="Tensor-parallel size: 1, 2, 4, 8."),
+    pp: Optional[int] = typer.Option(None, help="Pipeline-parallel stages (GPUs per replica = tp * pp)."),
     dtype: Optional[str] = typer.Option(None, help="Weight dtype: bf16 or fp8."),
-    kv_cache_dtype: Optional[str] = typer.Option(None, help="KV cache dtype (default: the weights')."),
+    kv_cache_dtype: Optional[str] = typer.Option(None, help="KV cache dtype: bf16 or fp8 (default: bf16, as vLLM's auto)."),
+    engine: Optional[str] = typer.Option(None, help="Whose kernels and step overhead clock the GPU: vllm, sglang, trtllm."),
+    cost_model: Optional[str] = typer.Option(None, help="Step clock: calibrated (fitted kernels) or roofline."),
+    kernels: Optional[Path] = typer.Option(None, help="Kernel calibration file from `servesim calibrate --kernels`."),
+    interconnect: Optional[str] = typer.Option(None, help="GPU link for TP/PP: nvlink (catalog's) or pcie."),
     policy: Optional[str] = typer.Option(None, help="Scheduling policy."),
     workload: Optional[str] = typer.Option(None, help="Built-in workload (see `servesim workloads`)."),
     trace: Optional[Path] = typer.Option(None, help="Replay a trace file (Azure, Vidur, BurstGPT CSV; Mooncake JSONL)."),
@@ -106,7 +111,8 @@ def simulate(
     file_values = load_config(config) if config else {}
     cfg = make_config(
         file_values, model=model, model_config=str(model_config) if model_config else None, gpu=gpu, tp=tp,
-        dtype=dtype, kv_cache_dtype=kv_cache_dtype, policy=policy, workload=workload,
+        pp=pp, dtype=dtype, kv_cache_dtype=kv_cache_dtype, engine=engine, cost_model=cost_model,
+        kernels=str(kernels) if kernels else None, interconnect=interconnect, policy=policy, workload=workload,
         trace=str(trace) if trace else None, trace_format=trace_format, limit=limit, time_scale=time_scale,
         isl=isl, osl=osl, lengths=lengths, arrival=arrival, burstiness=burstiness, qps=qps, concurrency=concurrency,
         think_time=think_time, requests=requests, duration=duration, block_size=block_size,
@@ -131,8 +137,8 @@ def simulate(
         return
     if quiet:
         return
-    title = (f"{result.meta['model']['name']} on {result.meta['device']} TP={cfg.tp}, {result.workload.name}: "
-             f"{len(wl)} requests")
+    title = (f"{result.meta['model']['name']} on {result.meta['device']} TP={cfg.tp} PP={cfg.pp} "
+             f"({cfg.cost_model} clock, {cfg.engine} kernels), {result.workload.name}: {len(wl)} requests")
     out.print(f"[bold]{title}[/]")
     for table in summary_tables(result.summary):
         out.print(table)
@@ -382,6 +388,81 @@ def workloads():
         t.add_row(name, "-" if p["rate"] is None else f"{p['rate']:.2f}", f"{p['cv']:.2f}", f"{p['prompt_mean']:.0f}",
                   f"{p['output_mean']:.0f}", "-" if reuse is None else f"{reuse * 100:.0f}%", p["source"])
     out.print(t)
+
+
+@app.command()
+@friendly
+def fit(
+    model: str = typer.Option("llama-3.1-8b", help="Model short name or Hugging Face id."),
+    model_config: Optional[Path] = typer.Option(None, help="A Hugging Face config.json for any other model."),
+    gpu: str = typer.Option("h100", help="GPU name or device YAML file."),
+    pp: int = typer.Option(1, help="Pipeline-parallel stages."),
+    dtype: str = typer.Option("bf16", help="Weight dtype: bf16 or fp8."),
+    kv_cache_dtype: Optional[str] = typer.Option(None, help="KV cache dtype: bf16 or fp8 (default bf16)."),
+    gpu_memory_utilization: float = typer.Option(0.9, help="Fraction of GPU memory vLLM may use."),
+    max_num_batched_tokens: Optional[int] = typer.Option(None, help="Token budget per step (vLLM's default)."),
+    max_num_seqs: Optional[int] = typer.Option(None, help="Max running requests (vLLM's default)."),
+    max_model_len: Optional[int] = typer.Option(None, help="Longest request (default: the model's context)."),
+    block_size: int = typer.Option(16, help="KV block size in tokens."),
+    json_out: bool = typer.Option(False, "--json", help="Print the rows as JSON."),
+):
+    """How a model fits a GPU at each TP size: vLLM's memory split and the KV tokens it can hold."""
+    from servesim.hardware.catalog import get_device
+    from servesim.models.catalog import get_model, load_model_config
+    from servesim.perf.capacity import fit_rows
+
+    spec = (load_model_config(model_config) if model_config else get_model(model)).with_dtype(dtype)
+    device = get_device(gpu)
+    device.peak_flops(spec.dtype)
+    rows = fit_rows(spec, device, pp, kv_cache_dtype, block_size, gpu_memory_utilization, max_num_batched_tokens,
+                    max_num_seqs, max_model_len=max_model_len)
+    if json_out:
+        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+        return
+    budget = next((f", budget {r['budget_gib']:.2f}" for r in rows if "budget_gib" in r), "")
+    t = Table(title=f"{spec.name} ({spec.dtype}) on {device.name} x TP x PP={pp}: GiB per GPU{budget}")
+    for col in ("TP", "weights", "activ.", "reserve", "KV", "KV/tok", "blocks", "max tokens", "fits"):
+        t.add_column(col, justify="right")
+    notes = []
+    for r in rows:
+        if "num_blocks" not in r:
+            t.add_row(str(r["tp"]), *["-"] * 7, "no")
+            notes.append(f"TP={r['tp']}: {r['reason']}")
+            continue
+        t.add_row(str(r["tp"]), f"{r['weights_gib']:.2f}", f"{r['activation_gib']:.2f}", f"{r['reserve_gib']:.2f}", f"{r['kv_gib']:.2f}",
+                  f"{r['kv_bytes_per_token'] / 1024:.0f}K", f"{r['num_blocks']:,}", f"{r['max_tokens']:,}",
+                  "yes" if r["fits"] else "no")
+        if not r["fits"]:
+            notes.append(f"TP={r['tp']}: {r['reason']}")
+    out.print(t)
+    for note in notes:
+        out.print(note, highlight=False)
+
+
+@app.command()
+@friendly
+def calibrate(
+    kernels: Optional[Path] = typer.Option(None, help="Refit the GPU kernel model from measurements in this "
+                                           "directory (gemm.csv, context_attention.csv, generation_attention.csv, "
+                                           "allreduce.csv, elementwise.csv; latencies in us)."),
+    gpu: str = typer.Option("h100", help="GPU the kernels were measured on (catalog name or device YAML)."),
+    engine: str = typer.Option("vllm", help="Engine whose kernels these are: vllm, sglang, trtllm."),
+    output: Path = typer.Option(Path("kernels.json"), "-o", "--output", help="Calibration file to write."),
+):
+    """Fit servesim's clocks to your own measurements (`--kernels DIR`: GPU kernel timings)."""
+    if kernels is None:
+        raise ServesimError("nothing to calibrate: give --kernels DIR (GPU kernel measurements)")
+    from servesim.perf.kernels.calibrate import calibrate_dir
+
+    stats = calibrate_dir(kernels, gpu, engine, output)
+    t = Table(title=f"kernel fit for {engine} on {gpu} (median / p90 absolute error over your measurements)")
+    for col in ("family", "measurements", "median error", "p90 error"):
+        t.add_column(col)
+    for key, st in stats.items():
+        t.add_row(key, str(st["n"]), f"{st['median_abs_err'] * 100:.1f}%", f"{st['p90_abs_err'] * 100:.1f}%")
+    out.print(t)
+    out.print(f"wrote {output}; use it with `servesim simulate --gpu {gpu} --engine {engine} --kernels {output}`",
+              highlight=False)
 
 
 def main() -> None:

@@ -36,9 +36,15 @@ class RunConfig:
     model_config: str | None = None
     gpu: str = "h100"
     tp: int = 1
+    pp: int = 1
     dtype: str = "bf16"
     kv_cache_dtype: str | None = None
     policy: str = "vllm-v1"
+    # the GPU clock
+    cost_model: str = "calibrated"
+    engine: str = "vllm"  # whose kernels and host overhead: vllm, sglang, trtllm
+    kernels: str | None = None  # a calibration file from `servesim calibrate --kernels` (overrides the bundled fit)
+    interconnect: str | None = None  # nvlink (the catalog's link) or pcie
     # workload
     workload: str | None = "chat"
     trace: str | None = None

@@ -19,12 +19,14 @@ from servesim.hardware.catalog import get_device
 from servesim.metrics.summary import SLO, summarize
 from servesim.models.catalog import get_model, load_model_config
 from servesim.models.spec import ModelSpec
-from servesim.perf.memory import MemoryPlan, plan_memory
-from servesim.perf.roofline import RooflineModel
+from servesim.perf.memory import MemoryPlan, default_kv_dtype, plan_memory
+from servesim.perf.parallel import check_parallelism
 from servesim.workload.build import build_workload
 from servesim.workload.workload import Workload
 
-VALID_TP = (1, 2, 4, 8)
+COST_MODELS = ("calibrated", "roofline")
+KV_DTYPES = ("bf16", "fp16", "fp8")
+INTERCONNECTS = ("nvlink", "pcie")
 
 
 @dataclass
@@ -45,11 +47,16 @@ def resolve_model(cfg: RunConfig) -> ModelSpec:
     return model.with_dtype(cfg.dtype)
 
 
+def resolve_kv_dtype(cfg: RunConfig, model: ModelSpec) -> str:
+    if cfg.kv_cache_dtype is None:
+        return default_kv_dtype(model)
+    if cfg.kv_cache_dtype not in KV_DTYPES:
+        raise ServesimError(f"unknown --kv-cache-dtype {cfg.kv_cache_dtype!r}; valid choices: {', '.join(KV_DTYPES)}")
+    return cfg.kv_cache_dtype
+
+
 def resolve_engine(cfg: RunConfig, model: ModelSpec, device) -> tuple[EngineConfig, MemoryPlan | None]:
-    if cfg.tp not in VALID_TP:
-        raise ServesimError(f"--tp {cfg.tp} is not supported; valid choices: {', '.join(map(str, VALID_TP))}")
-    if model.num_heads % cfg.tp:
-        raise ServesimError(f"--tp {cfg.tp} does not divide {model.name}'s {model.num_heads} attention heads")
+    check_parallelism(model, device, cfg.tp, cfg.pp)
     default_tokens, default_seqs = default_scheduler_limits(device.mem_bytes, device.name)
     max_batched = cfg.max_num_batched_tokens or default_tokens
     max_seqs = cfg.max_num_seqs or default_seqs
@@ -58,8 +65,8 @@ def resolve_engine(cfg: RunConfig, model: ModelSpec, device) -> tuple[EngineConf
     if cfg.num_gpu_blocks is not None:
         blocks = cfg.num_gpu_blocks
     else:
-        plan = plan_memory(model, device, cfg.tp, 1, cfg.block_size, cfg.gpu_memory_utilization, max_batched,
-                           max_seqs, cfg.kv_cache_dtype, cfg.enforce_eager)
+        plan = plan_memory(model, device, cfg.tp, cfg.pp, cfg.block_size, cfg.gpu_memory_utilization, max_batched,
+                           max_seqs, resolve_kv_dtype(cfg, model), cfg.enforce_eager)
         blocks = plan.num_blocks
     ecfg = EngineConfig(num_gpu_blocks=blocks, block_size=cfg.block_size, max_num_batched_tokens=max_batched,
                         max_num_seqs=max_seqs, max_model_len=max_model_len,
@@ -70,9 +77,32 @@ def resolve_engine(cfg: RunConfig, model: ModelSpec, device) -> tuple[EngineConf
     return ecfg, plan
 
 
-def make_cost_model(cfg: RunConfig, model: ModelSpec, device, ecfg: EngineConfig) -> RooflineModel:
-    """The step clock a run uses (the planner's analytic bounds use the same one)."""
-    return RooflineModel(model, device, tp=cfg.tp, kv_dtype=cfg.kv_cache_dtype, step_overhead=cfg.step_overhead)
+def make_cost_model(cfg: RunConfig, model: ModelSpec, device, ecfg: EngineConfig):
+    """The step clock a run uses (the planner's analytic bounds use the same one): the calibrated kernel
+    model (default) or the plain roofline."""
+    from servesim.perf.kernels.calibration import ENGINES
+
+    if cfg.cost_model not in COST_MODELS:
+        raise ServesimError(f"unknown --cost-model {cfg.cost_model!r}; valid choices: {', '.join(COST_MODELS)}")
+    if cfg.engine not in ENGINES:
+        raise ServesimError(f"unknown --engine {cfg.engine!r}; valid choices: {', '.join(ENGINES)}")
+    if cfg.interconnect is not None and cfg.interconnect not in INTERCONNECTS:
+        raise ServesimError(f"unknown --interconnect {cfg.interconnect!r}; valid choices: {', '.join(INTERCONNECTS)}")
+    kv_dtype = resolve_kv_dtype(cfg, model)
+    if cfg.cost_model == "roofline":
+        from servesim.perf.roofline import RooflineModel
+
+        if cfg.pp > 1:
+            raise ServesimError("--pp > 1 needs --cost-model calibrated (the roofline model has no pipeline stages)")
+        return RooflineModel(model, device, tp=cfg.tp, kv_dtype=kv_dtype, step_overhead=cfg.step_overhead)
+    from servesim.perf.calibrated import CalibratedModel
+    from servesim.perf.kernels.calibration import load_calibration
+
+    calibration = load_calibration(device, cfg.engine, cfg.kernels)
+    return CalibratedModel(model, device, tp=cfg.tp, pp=cfg.pp, engine=cfg.engine, kv_dtype=kv_dtype,
+                           calibration=calibration, step_overhead=cfg.step_overhead,
+                           max_tokens=ecfg.max_num_batched_tokens, max_num_seqs=ecfg.max_num_seqs,
+                           interconnect=cfg.interconnect, cuda_graphs=not cfg.enforce_eager)
 
 
 def run_simulation(cfg: RunConfig, progress: Callable[[int], None] | None = None,
@@ -97,7 +127,8 @@ def run_simulation(cfg: RunConfig, progress: Callable[[int], None] | None = None
         "seed": cfg.seed,
         "model": {"name": model.name, "hf_id": model.hf_id, "params": model.num_params, "dtype": model.dtype},
         "device": device.name,
-        "cost_model": "roofline",
+        "cost_model": cfg.cost_model,
+        "engine": cfg.engine,
         "policy": cfg.policy,
     }
     return SimulationResult(cfg, ecfg, plan, workload, requests, steps, emits, summary, meta)

@@ -1,0 +1,197 @@
+"""Calibrated GPU step cost: every operator of a dense transformer step priced by its fitted kernel model.
+
+Per layer, on one GPU of a tensor-parallel group of `tp`: the QKV, O, gate+up and down GEMMs on the step's
+token count (padded to the engine's CUDA-graph sizes); two RMSNorms, two residual adds, SiLU-and-mul and the
+rotary embedding; flash attention of the prefill chunks (causal, over their cached context) and paged attention
+of the decodes (their KV read); with tp > 1, two all-reduces of the hidden state. Per step: the embedding
+lookup; the final norm, LM head, logit gather (tp > 1) and sampler for the sequences that sample; the engine's
+host overhead (fixed plus per running request).
+
+Pipeline parallelism over `pp` stages (layers split as vLLM splits them; the first stage also embeds, the last
+also runs the LM head): vLLM keeps up to `pp` batches in flight, which servesim models as the step's batch cut
+into M = min(pp, sequences) equal microbatches flowing through the stages. A step lasts
+max(M * slowest stage, sum of stages + sends): the bottleneck stage's M microbatches, or one microbatch's trip
+through the whole pipeline, whichever is longer. With one sequence there is no overlap; with balanced stages
+and M = pp the step costs pp stage-times of 1/pp of the batch.
+
+Decode steps are written as base(b) + slope(b) * kv_tokens with only +, *, / and max on kv_tokens, so a span
+of decode steps evaluated on an array equals each step evaluated alone, bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from servesim.errors import ServesimError
+from servesim.hardware.catalog import Device
+from servesim.models.spec import DTYPE_BYTES, ModelSpec
+from servesim.perf.base import StepShape
+from servesim.perf.kernels import forms
+from servesim.perf.kernels.calibrate import hardware
+from servesim.perf.kernels.calibration import KernelCalibration, load_calibration
+from servesim.perf.parallel import check_parallelism, cudagraph_sizes, pp_layer_split
+
+ACT_BYTES = 2.0  # activations stay bf16 under fp8 weights
+LOGIT_BYTES = 4.0  # the sampler works on fp32 logits
+SAMPLER_PASSES = 4.0  # logits written, then read by softmax/top-k/top-p and the token draw
+
+
+class CalibratedModel:
+    """StepCostModel for one replica of `tp` x `pp` GPUs running `engine`'s kernels."""
+
+    def __init__(self, model: ModelSpec, device: Device, tp: int = 1, pp: int = 1, engine: str = "vllm",
+                 kv_dtype: str | None = None, calibration: KernelCalibration | None = None,
+                 step_overhead: float | None = None, max_tokens: int = 8192, max_num_seqs: int = 256,
+                 interconnect: str | None = None, cuda_graphs: bool = True):
+        check_parallelism(model, device, tp, pp)
+        self.model, self.device, self.tp, self.pp, self.engine = model, device, tp, pp, engine
+        self.cal = calibration or load_calibration(device, engine)
+        cal = self.cal
+        self.kv_bytes = DTYPE_BYTES[kv_dtype or ("bf16" if model.dtype == "fp8" else model.dtype)]
+        self.stage_layers = pp_layer_split(model.num_layers, pp)
+        self.heads = model.num_heads // tp
+        self.kv_heads = max(1, model.num_kv_heads // tp)
+        link = device.pcie_bandwidth if interconnect == "pcie" else device.link_bandwidth
+        if link <= 0:
+            raise ServesimError(f"{device.name} has no link bandwidth for tp/pp > 1; set link_bandwidth in its YAML")
+        self._hw = forms.Hardware(device.bf16_flops, device.mem_bandwidth, device.sms or 100, link)
+        self._hw_gemm = hardware(device, f"gemm.{model.dtype}") if model.dtype == "fp8" else self._hw
+        pp_link = link if tp * pp <= device.gpus_per_node else device.network_bandwidth
+        self._hw_pp = forms.Hardware(device.bf16_flops, device.mem_bandwidth, device.sms or 100, pp_link)
+        self._gemm = cal.get(f"gemm.{'fp8' if model.dtype == 'fp8' else 'bf16'}")
+        self._gemm_bf16 = cal.get("gemm.bf16")
+        self._prefill = cal.get("context_attention")
+        self._decode = cal.get("generation_attention")
+        self._allreduce = cal.get("allreduce") if tp > 1 or pp > 1 else None
+        self._elem = {op: cal.get(f"elementwise.{op}") for op in ("norm", "add", "act", "rope")}
+        fixed = device.step_overhead + (cal.step_overhead if step_overhead is None else step_overhead)
+        self._step_fixed, self._per_seq = fixed, cal.seq_overhead
+        # Token counts up to the step budget (and the running-request limit) are priced once, at construction.
+        size = max(max_tokens, max_num_seqs) + 1
+        m = np.arange(size, dtype=np.float64)
+        if cuda_graphs:
+            sizes = np.asarray(cudagraph_sizes(max_num_seqs, max_tokens), dtype=np.float64)
+            idx = np.searchsorted(sizes, m)
+            m = np.where(idx < len(sizes), sizes[np.minimum(idx, len(sizes) - 1)], m)
+        m[0] = 0.0
+        self._layer = self._layer_dense(m)  # per layer: GEMMs, elementwise, all-reduces
+        self._embed = self._elementwise("add", 4.0 * m * model.hidden_size)
+        self._head = self._lm_head(np.arange(size, dtype=np.float64))
+        self._layer[0] = self._embed[0] = self._head[0] = 0.0
+        self._decode_cache: dict[int, tuple] = {}
+
+    # --- operators, vectorised over token counts ---
+
+    def _elementwise(self, op: str, traffic):
+        return forms.elementwise_time(self._elem[op], self._hw, traffic)
+
+    def _layer_dense(self, m):
+        md, tp = self.model, self.tp
+        h, q, kv, inter = md.hidden_size, md.q_size / tp, md.kv_size / tp, md.intermediate_size / tp
+        w = md.bytes_per_param
+        total = 0.0
+        for n, k in ((q + 2 * kv, h), (h, q), (2 * inter, h), (h, inter)):
+            total = total + forms.gemm_time(self._gemm, self._hw_gemm, m, n, k, w)
+        total = total + 2 * self._elementwise("norm", 4.0 * m * h) + 2 * self._elementwise("add", 6.0 * m * h)
+        total = total + self._elementwise("act", 6.0 * m * inter) + self._elementwise("rope", 4.0 * m * (q + kv))
+        if tp > 1:
+            total = total + 2 * forms.allreduce_time(self._allreduce, self._hw, m * h * ACT_BYTES, tp)
+        return np.asarray(total, dtype=np.float64)
+
+    def _lm_head(self, s):
+        md, tp = self.model, self.tp
+        vocab = md.vocab_size / tp
+        t = forms.gemm_time(self._gemm_bf16, self._hw, np.maximum(s, 1.0), vocab, md.hidden_size, 2.0)
+        t = t + self._elementwise("norm", 4.0 * s * md.hidden_size)
+        t = t + self._elementwise("act", SAMPLER_PASSES * s * md.vocab_size * LOGIT_BYTES)
+        if tp > 1:  # gathering the vocabulary shards moves half what an all-reduce of the full logits would
+            t = t + forms.allreduce_time(self._allreduce, self._hw, s * md.vocab_size * LOGIT_BYTES / 2, tp)
+        return np.asarray(t, dtype=np.float64)
+
+    def _send(self, tokens: float) -> float:
+        if self.pp == 1:
+            return 0.0
+        floor, _, link_eff, _, _ = self._allreduce
+        one = floor + tokens * self.model.hidden_size * ACT_BYTES / (self._hw_pp.link_bandwidth * link_eff)
+        return (self.pp - 1) * one
+
+    def _prefill_attention(self, seqs, tokens, pairs, kv_tokens):
+        return forms.prefill_attention_time(self._prefill, self._hw, seqs, tokens, pairs, kv_tokens, self.heads,
+                                            self.kv_heads, self.model.head_dim, self.kv_bytes)
+
+    def _decode_attention(self, seqs: int) -> tuple[float, float]:
+        fixed, per_token = forms.decode_attention_coeffs(self._decode, self._hw, float(seqs), self.heads,
+                                                         self.kv_heads, self.model.head_dim, self.kv_bytes)
+        return float(fixed), float(per_token)
+
+    def _table(self, table: np.ndarray, m: int) -> float:
+        if m < len(table):
+            return float(table[m])
+        raise ServesimError(f"a step of {m} tokens exceeds the {len(table) - 1} the cost model was built for")
+
+    # --- decode steps: base + slope * kv_tokens per stage ---
+
+    def _decode_coeffs(self, b: int) -> tuple:
+        cached = self._decode_cache.get(b)
+        if cached is not None:
+            return cached
+        micro = min(self.pp, b)
+        mb = -(-b // micro)
+        fixed, per_token = self._decode_attention(mb)
+        layer = self._table(self._layer, mb) + fixed
+        last = len(self.stage_layers) - 1
+        bases, slopes = [], []
+        for s, layers in enumerate(self.stage_layers):
+            base = layers * layer
+            if s == 0:
+                base += self._table(self._embed, mb)
+            if s == last:
+                base += self._table(self._head, mb)
+            bases.append(base)
+            slopes.append(layers * per_token / micro)
+        overhead = self._step_fixed + self._per_seq * b
+        cached = (overhead, bases, slopes, float(micro), self._send(mb))
+        self._decode_cache[b] = cached
+        return cached
+
+    def _decode_time(self, b: int, kv_tokens):
+        overhead, bases, slopes, micro, send = self._decode_coeffs(b)
+        if self.pp == 1:
+            return overhead + (bases[0] + slopes[0] * kv_tokens)
+        stages = [base + slope * kv_tokens for base, slope in zip(bases, slopes)]
+        slowest = stages[0]
+        for t in stages[1:]:
+            slowest = np.maximum(slowest, t)
+        return overhead + np.maximum(micro * slowest, sum(stages) + send)
+
+    # --- StepCostModel ---
+
+    def step_time(self, s: StepShape) -> float:
+        if s.prefill_seqs == 0:
+            return float(self._decode_time(s.num_seqs, s.decode_kv_tokens))
+        micro = min(self.pp, s.num_seqs)
+        tokens = -(-s.num_tokens // micro)
+        sampled = -(-s.num_sampled // micro) if s.num_sampled else 0
+        attn = float(self._prefill_attention(s.prefill_seqs / micro, s.prefill_tokens / micro,
+                                             s.prefill_attn_pairs / micro, s.prefill_kv_tokens / micro))
+        if s.decode_seqs:
+            decode_seqs = -(-s.decode_seqs // micro)
+            fixed, per_token = self._decode_attention(decode_seqs)
+            # One varlen attention call serves both: it pays one launch floor, not two.
+            attn += fixed + per_token * s.decode_kv_tokens / micro - min(self._decode[0], self._prefill[0])
+        layer = self._table(self._layer, tokens) + attn
+        last = len(self.stage_layers) - 1
+        stages = []
+        for i, layers in enumerate(self.stage_layers):
+            t = layers * layer
+            if i == 0:
+                t += self._table(self._embed, tokens)
+            if i == last:
+                t += self._table(self._head, sampled)
+            stages.append(t)
+        overhead = self._step_fixed + self._per_seq * s.num_seqs
+        return float(overhead + max(micro * max(stages), sum(stages) + self._send(tokens)))
+
+    def decode_span(self, num_seqs: int, kv_tokens: int, steps: int) -> np.ndarray:
+        kv = kv_tokens + num_seqs * np.arange(steps, dtype=np.float64)
+        return np.asarray(self._decode_time(num_seqs, kv), dtype=np.float64)
