@@ -20,16 +20,17 @@ from servesim.perf.kernels.samples import concat, read_aiconfigurator, read_vidu
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED = {"h100": "h100_sxm", "a100": "a100_sxm"}  # servesim GPU -> aiconfigurator folder
-# Host time per engine step that the GPU does not hide (scheduling, input preparation, detokenisation),
-# as fixed seconds plus seconds per running request. Not in the kernel tables: these are servesim's stated
-# assumptions (see docs/validation.md for their effect), not measurements.
-ENGINE_OVERHEAD = {
-    "vllm": {"step_overhead_s": 0.0, "seq_overhead_s": 0.0,
-             "note": "vLLM v1: async scheduling overlaps the scheduler with the GPU"},
-    "sglang": {"step_overhead_s": 0.0, "seq_overhead_s": 0.0,
-               "note": "SGLang overlap scheduler"},
-    "trtllm": {"step_overhead_s": 0.0, "seq_overhead_s": 0.0,
-               "note": "TensorRT-LLM C++ executor"},
+# Host (CPU) time per engine step: scheduling, input preparation, output handling, as fixed seconds plus
+# seconds per running request, and whether the engine overlaps it with the GPU (async scheduling: the step
+# lasts max(GPU, host)) or not (GPU + host). The kernel tables carry no host measurements, so the shipped
+# host times are zero; `--step-overhead` adds a serial one per run.
+ENGINE_HOST = {
+    "vllm": {"host_fixed_s": 0.0, "host_per_seq_s": 0.0, "overlapped": True,
+             "note": "vLLM v1 async scheduling overlaps the next step's scheduling with the GPU; not measured"},
+    "sglang": {"host_fixed_s": 0.0, "host_per_seq_s": 0.0, "overlapped": True,
+               "note": "SGLang's overlap scheduler; not measured"},
+    "trtllm": {"host_fixed_s": 0.0, "host_per_seq_s": 0.0, "overlapped": True,
+               "note": "TensorRT-LLM's C++ executor; not measured"},
 }
 
 
@@ -54,7 +55,7 @@ def build(data: Path) -> dict:
         coeffs, stats = fit_samples(pooled, device)
         entry["common"] = {"source": f"Vidur compute/{gpu}/*/mlp.csv", "coeffs": coeffs, "fit": stats}
         measured[gpu] = entry
-    return {"format": FORMAT, "measured": measured, "engines": ENGINE_OVERHEAD,
+    return {"format": FORMAT, "measured": measured, "engines": ENGINE_HOST,
             "sources": ["NVIDIA aiconfigurator-core 0.12.0 systems/data (Apache-2.0)",
                         "microsoft/vidur data/profiling compute (MIT)"]}
 

@@ -4,8 +4,9 @@ Per layer, on one GPU of a tensor-parallel group of `tp`: the QKV, O, gate+up an
 token count (padded to the engine's CUDA-graph sizes); two RMSNorms, two residual adds, SiLU-and-mul and the
 rotary embedding; flash attention of the prefill chunks (causal, over their cached context) and paged attention
 of the decodes (their KV read); with tp > 1, two all-reduces of the hidden state. Per step: the embedding
-lookup; the final norm, LM head, logit gather (tp > 1) and sampler for the sequences that sample; the engine's
-host overhead (fixed plus per running request).
+lookup; the final norm, LM head, logit gather (tp > 1) and sampler for the sequences that sample. The engine's
+host time (fixed plus per running request) either overlaps the GPU (async scheduling: the step lasts
+max(GPU, host)) or adds to it; `step_overhead` adds a serial host time on top.
 
 Pipeline parallelism over `pp` stages (layers split as vLLM splits them; the first stage also embeds, the last
 also runs the LM head): vLLM keeps up to `pp` batches in flight, which servesim models as the step's batch cut
@@ -64,8 +65,8 @@ class CalibratedModel:
         self._decode = cal.get("generation_attention")
         self._allreduce = cal.get("allreduce") if tp > 1 or pp > 1 else None
         self._elem = {op: cal.get(f"elementwise.{op}") for op in ("norm", "add", "act", "rope")}
-        fixed = device.step_overhead + (cal.step_overhead if step_overhead is None else step_overhead)
-        self._step_fixed, self._per_seq = fixed, cal.seq_overhead
+        self._serial = device.step_overhead + (step_overhead or 0.0)
+        self._host_fixed, self._host_per_seq, self._host_overlapped = cal.host_fixed, cal.host_per_seq, cal.host_overlapped
         # Token counts up to the step budget (and the running-request limit) are priced once, at construction.
         size = max(max_tokens, max_num_seqs) + 1
         m = np.arange(size, dtype=np.float64)
@@ -149,20 +150,25 @@ class CalibratedModel:
                 base += self._table(self._head, mb)
             bases.append(base)
             slopes.append(layers * per_token / micro)
-        overhead = self._step_fixed + self._per_seq * b
-        cached = (overhead, bases, slopes, float(micro), self._send(mb))
+        cached = (self._host_fixed + self._host_per_seq * b, bases, slopes, float(micro), self._send(mb))
         self._decode_cache[b] = cached
         return cached
 
+    def _with_host(self, gpu, host: float):
+        if self._host_overlapped:
+            longer = np.maximum(gpu, host) if isinstance(gpu, np.ndarray) else max(gpu, host)  # same value either way
+            return self._serial + longer
+        return self._serial + (gpu + host)
+
     def _decode_time(self, b: int, kv_tokens):
-        overhead, bases, slopes, micro, send = self._decode_coeffs(b)
+        host, bases, slopes, micro, send = self._decode_coeffs(b)
         if self.pp == 1:
-            return overhead + (bases[0] + slopes[0] * kv_tokens)
+            return self._with_host(bases[0] + slopes[0] * kv_tokens, host)
         stages = [base + slope * kv_tokens for base, slope in zip(bases, slopes)]
         slowest = stages[0]
         for t in stages[1:]:
             slowest = np.maximum(slowest, t)
-        return overhead + np.maximum(micro * slowest, sum(stages) + send)
+        return self._with_host(np.maximum(micro * slowest, sum(stages) + send), host)
 
     # --- StepCostModel ---
 
@@ -189,8 +195,8 @@ class CalibratedModel:
             if i == last:
                 t += self._table(self._head, sampled)
             stages.append(t)
-        overhead = self._step_fixed + self._per_seq * s.num_seqs
-        return float(overhead + max(micro * max(stages), sum(stages) + self._send(tokens)))
+        gpu = max(micro * max(stages), sum(stages) + self._send(tokens))
+        return float(self._with_host(gpu, self._host_fixed + self._host_per_seq * s.num_seqs))
 
     def decode_span(self, num_seqs: int, kv_tokens: int, steps: int) -> np.ndarray:
         kv = kv_tokens + num_seqs * np.arange(steps, dtype=np.float64)

@@ -29,8 +29,9 @@ class KernelCalibration:
     measured_on: str  # the GPU whose measurements the coefficients were fitted to
     engine: str
     coeffs: dict  # family key ("gemm.bf16", "context_attention", "elementwise.norm", ...) -> coefficients
-    step_overhead: float  # engine CPU/host time per step not hidden behind the GPU (s)
-    seq_overhead: float  # ... and per running request (s)
+    host_fixed: float  # engine host (CPU) time per step, seconds
+    host_per_seq: float  # ... plus this per running request
+    host_overlapped: bool  # True: the host works ahead (async scheduling), a step lasts max(GPU, host)
     source: str
 
     def get(self, key: str) -> list[float]:
@@ -97,6 +98,6 @@ def load_calibration(device: Device, engine: str = "vllm", user_file: str | None
             sources.append(chosen.get("source") or common.get("source") or str(path))
     if measured_on is None:
         raise ServesimError(f"no kernel calibration for {engine} on {device.name}")
-    overhead = bundled["engines"][engine]
-    return KernelCalibration(device.name, measured_on, engine, coeffs, overhead["step_overhead_s"],
-                             overhead["seq_overhead_s"], "; ".join(sources))
+    host = bundled["engines"][engine]
+    return KernelCalibration(device.name, measured_on, engine, coeffs, host["host_fixed_s"], host["host_per_seq_s"],
+                             bool(host["overlapped"]), "; ".join(sources))
