@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RAY_STAMP := $(VENV)/.installed-ray
 
-.PHONY: demo test test-slow bench bench-plan clean
+.PHONY: demo test test-slow bench bench-plan clean validate-gpu fit-kernels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ test: $(STAMP) $(if $(WITH_RAY),$(RAY_STAMP))
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
+
+# GPU clock: leave-range-out kernel errors and every published end-to-end row -> docs/validation.md (no GPU).
+validate-gpu: $(STAMP)
+	$(BIN)/python scripts/validate_gpu.py
+
+# Refit src/servesim/data/kernels.json from ../shared/data/profiles.
+fit-kernels: $(STAMP)
+	$(BIN)/python scripts/fit_kernels.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py

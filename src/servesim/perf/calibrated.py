@@ -15,8 +15,8 @@ max(M * slowest stage, sum of stages + sends): the bottleneck stage's M microbat
 through the whole pipeline, whichever is longer. With one sequence there is no overlap; with balanced stages
 and M = pp the step costs pp stage-times of 1/pp of the batch.
 
-Decode steps are written as base(b) + slope(b) * kv_tokens with only +, *, / and max on kv_tokens, so a span
-of decode steps evaluated on an array equals each step evaluated alone, bit for bit.
+Decode steps use only +, *, / and max on kv_tokens (coefficients depend on the batch size alone), so a span of
+decode steps evaluated on an array equals each step evaluated alone, bit for bit.
 """
 
 from __future__ import annotations
@@ -120,17 +120,18 @@ class CalibratedModel:
         return forms.prefill_attention_time(self._prefill, self._hw, seqs, tokens, pairs, kv_tokens, self.heads,
                                             self.kv_heads, self.model.head_dim, self.kv_bytes)
 
-    def _decode_attention(self, seqs: int) -> tuple[float, float]:
-        fixed, per_token = forms.decode_attention_coeffs(self._decode, self._hw, float(seqs), self.heads,
-                                                         self.kv_heads, self.model.head_dim, self.kv_bytes)
-        return float(fixed), float(per_token)
+    def _decode_attention(self, seqs: int) -> tuple[float, float, float, float]:
+        """(fixed s, s per effective KV token, starvation, split) for `seqs` decodes; see decode_kv_effective."""
+        fixed, per_token, starve, split = forms.decode_attention_coeffs(
+            self._decode, self._hw, float(seqs), self.heads, self.kv_heads, self.model.head_dim, self.kv_bytes)
+        return float(fixed), float(per_token), float(starve), float(split)
 
     def _table(self, table: np.ndarray, m: int) -> float:
         if m < len(table):
             return float(table[m])
         raise ServesimError(f"a step of {m} tokens exceeds the {len(table) - 1} the cost model was built for")
 
-    # --- decode steps: base + slope * kv_tokens per stage ---
+    # --- decode steps: per stage, base + weight * effective KV tokens ---
 
     def _decode_coeffs(self, b: int) -> tuple:
         cached = self._decode_cache.get(b)
@@ -138,10 +139,10 @@ class CalibratedModel:
             return cached
         micro = min(self.pp, b)
         mb = -(-b // micro)
-        fixed, per_token = self._decode_attention(mb)
+        fixed, per_token, starve, split = self._decode_attention(mb)
         layer = self._table(self._layer, mb) + fixed
         last = len(self.stage_layers) - 1
-        bases, slopes = [], []
+        bases, weights = [], []
         for s, layers in enumerate(self.stage_layers):
             base = layers * layer
             if s == 0:
@@ -149,8 +150,9 @@ class CalibratedModel:
             if s == last:
                 base += self._table(self._head, mb)
             bases.append(base)
-            slopes.append(layers * per_token / micro)
-        cached = (self._host_fixed + self._host_per_seq * b, bases, slopes, float(micro), self._send(mb))
+            weights.append(layers * per_token)
+        cached = (self._host_fixed + self._host_per_seq * b, bases, weights, starve, split, float(micro),
+                  self._send(mb))
         self._decode_cache[b] = cached
         return cached
 
@@ -161,10 +163,12 @@ class CalibratedModel:
         return self._serial + (gpu + host)
 
     def _decode_time(self, b: int, kv_tokens):
-        host, bases, slopes, micro, send = self._decode_coeffs(b)
+        host, bases, weights, starve, split, micro, send = self._decode_coeffs(b)
+        kv = kv_tokens / micro
+        effective = kv + starve * kv * split / (split + kv)
         if self.pp == 1:
-            return self._with_host(bases[0] + slopes[0] * kv_tokens, host)
-        stages = [base + slope * kv_tokens for base, slope in zip(bases, slopes)]
+            return self._with_host(bases[0] + weights[0] * effective, host)
+        stages = [base + weight * effective for base, weight in zip(bases, weights)]
         slowest = stages[0]
         for t in stages[1:]:
             slowest = np.maximum(slowest, t)
@@ -182,9 +186,10 @@ class CalibratedModel:
                                              s.prefill_attn_pairs / micro, s.prefill_kv_tokens / micro))
         if s.decode_seqs:
             decode_seqs = -(-s.decode_seqs // micro)
-            fixed, per_token = self._decode_attention(decode_seqs)
+            fixed, per_token, starve, split = self._decode_attention(decode_seqs)
+            kv = s.decode_kv_tokens / micro
             # One varlen attention call serves both: it pays one launch floor, not two.
-            attn += fixed + per_token * s.decode_kv_tokens / micro - min(self._decode[0], self._prefill[0])
+            attn += fixed + per_token * (kv + starve * kv * split / (split + kv)) - min(self._decode[0], self._prefill[0])
         layer = self._table(self._layer, tokens) + attn
         last = len(self.stage_layers) - 1
         stages = []

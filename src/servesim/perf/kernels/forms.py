@@ -106,29 +106,32 @@ def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, head
 
 DECODE_ATTN = Family(
     "generation_attention",
-    ("floor", "seq_cost", "kv_head_exp", "compute_eff", "memory_eff", "par_half", "par_exp", "sharpness", "dequant"),
-    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1),
-    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4),
-    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0),
+    ("floor", "seq_cost", "kv_head_exp", "compute_eff", "memory_eff", "par_half", "par_exp", "sharpness", "dequant",
+     "split_context"),
+    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0),
+    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0),
+    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7),
 )
 
 
 def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv_bytes=2.0):
-    """(fixed seconds, seconds per KV token) of a decode attention call over `seqs` sequences."""
-    floor, seq_cost, kv_head_exp, compute_eff, memory_eff, par_half, par_exp, sharpness, dequant = c
+    """(fixed seconds, seconds per KV token, starvation, split context) of a decode attention call."""
+    floor, seq_cost, kv_head_exp, compute_eff, memory_eff, par_half, par_exp, sharpness, dequant, split_context = c
     per_token_compute = 4.0 * heads * head_dim / (hw.peak_flops * compute_eff)
     # An 8-bit cache halves the bytes but pays for dequantising them.
     kv_traffic = 2.0 * kv_heads * head_dim * kv_bytes * (1.0 + dequant * (2.0 - kv_bytes))
     per_token_memory = kv_traffic / (hw.mem_bandwidth * memory_eff)
-    # Few (sequence, kv-head) pairs cannot keep every SM streaming KV.
-    starve = 1.0 + (par_half / (np.maximum(seqs, 1.0) * kv_heads)) ** par_exp
+    # Few (sequence, kv-head) pairs cannot keep every SM streaming KV, unless contexts are long enough for
+    # the kernel to split each one: the loss fades as the context passes `split_context`.
+    starve = (par_half / (np.maximum(seqs, 1.0) * kv_heads)) ** par_exp
     fixed = floor + seq_cost * seqs * kv_heads**kv_head_exp
-    return fixed, smooth_max(per_token_compute, per_token_memory, sharpness) * starve
+    return fixed, smooth_max(per_token_compute, per_token_memory, sharpness), starve, split_context * seqs
 
 
 def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0):
-    fixed, per_token = decode_attention_coeffs(c, hw, seqs, heads, kv_heads, head_dim, kv_bytes)
-    return fixed + per_token * kv_tokens
+    """fixed + per_token * (K + starve * K * S / (S + K)), S = split context x sequences: only +, *, / on K."""
+    fixed, per_token, starve, split = decode_attention_coeffs(c, hw, seqs, heads, kv_heads, head_dim, kv_bytes)
+    return fixed + per_token * (kv_tokens + starve * kv_tokens * split / (split + kv_tokens))
 
 
 # --- all-reduce over a tensor-parallel group ---------------------------------------------------------------
