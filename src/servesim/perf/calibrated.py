@@ -112,8 +112,8 @@ class CalibratedModel:
     def _send(self, tokens: float) -> float:
         if self.pp == 1:
             return 0.0
-        floor, _, link_eff, _, _ = self._allreduce
-        one = floor + tokens * self.model.hidden_size * ACT_BYTES / (self._hw_pp.link_bandwidth * link_eff)
+        floor, two_shot_eff = self._allreduce[0], self._allreduce[3]  # a point-to-point copy at the link's efficiency
+        one = floor + tokens * self.model.hidden_size * ACT_BYTES / (self._hw_pp.link_bandwidth * two_shot_eff)
         return (self.pp - 1) * one
 
     def _prefill_attention(self, seqs, tokens, pairs, kv_tokens):

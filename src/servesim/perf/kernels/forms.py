@@ -138,21 +138,21 @@ def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, hea
 
 ALLREDUCE = Family(
     "allreduce",
-    ("floor", "hop_latency", "link_eff", "small_eff", "half_bytes"),
-    (4e-6, 1e-6, 0.7, 0.3, 1e6),
-    (1e-7, 1e-12, 0.02, 0.01, 1e3),
-    (1e-4, 1e-4, 1.5, 1.5, 1e9),
+    ("floor", "hop_latency", "one_shot_eff", "two_shot_eff", "two_shot_latency", "sharpness"),
+    (4e-6, 1e-6, 0.3, 0.7, 1e-5, 2.0),
+    (1e-7, 1e-12, 0.01, 0.02, 1e-8, 1.0),
+    (1e-4, 1e-4, 1.5, 1.5, 1e-3, 12.0),
 )
 
 
 def allreduce_time(c, hw: Hardware, message_bytes, gpus):
-    """Ring-equivalent traffic 2(g-1)/g * bytes over the link; small messages reach a lower efficiency
-    (one-shot kernels, latency-bound), blending to `link_eff` above `half_bytes`."""
-    floor, hop_latency, link_eff, small_eff, half_bytes = c
-    ratio = message_bytes / (message_bytes + half_bytes)
-    eff = small_eff + (link_eff - small_eff) * ratio
-    traffic = 2.0 * (gpus - 1.0) / gpus * message_bytes
-    return floor + hop_latency * (gpus - 1.0) + traffic / (hw.link_bandwidth * eff)
+    """The faster of two algorithms, as custom all-reduce kernels choose: one-shot (every GPU reads all peers'
+    buffers, (g-1) x bytes, no extra phase) for small messages and two-shot (reduce-scatter + all-gather,
+    2(g-1)/g x bytes, one more synchronised phase) for large ones; blended by a smooth minimum."""
+    floor, hop_latency, one_shot_eff, two_shot_eff, two_shot_latency, sharpness = c
+    one = (gpus - 1.0) * message_bytes / (hw.link_bandwidth * one_shot_eff)
+    two = two_shot_latency + 2.0 * (gpus - 1.0) / gpus * message_bytes / (hw.link_bandwidth * two_shot_eff)
+    return floor + hop_latency * (gpus - 1.0) + (one**-sharpness + two**-sharpness) ** (-1.0 / sharpness)
 
 
 # --- memory-bound elementwise kernels: norms, residual adds, activation, rotary embedding, sampling ------
