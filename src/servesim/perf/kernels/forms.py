@@ -150,6 +150,7 @@ def allreduce_time(c, hw: Hardware, message_bytes, gpus):
     buffers, (g-1) x bytes, no extra phase) for small messages and two-shot (reduce-scatter + all-gather,
     2(g-1)/g x bytes, one more synchronised phase) for large ones; blended by a smooth minimum."""
     floor, hop_latency, one_shot_eff, two_shot_eff, two_shot_latency, sharpness = c
+    message_bytes = np.maximum(message_bytes, 1.0)
     one = (gpus - 1.0) * message_bytes / (hw.link_bandwidth * one_shot_eff)
     two = two_shot_latency + 2.0 * (gpus - 1.0) / gpus * message_bytes / (hw.link_bandwidth * two_shot_eff)
     return floor + hop_latency * (gpus - 1.0) + (one**-sharpness + two**-sharpness) ** (-1.0 / sharpness)
