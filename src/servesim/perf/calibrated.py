@@ -168,11 +168,12 @@ class CalibratedModel:
         effective = kv + starve * kv * split / (split + kv)
         if self.pp == 1:
             return self._with_host(bases[0] + weights[0] * effective, host)
+        maximum = np.maximum if isinstance(kv, np.ndarray) else max  # the same value either way
         stages = [base + weight * effective for base, weight in zip(bases, weights)]
         slowest = stages[0]
         for t in stages[1:]:
-            slowest = np.maximum(slowest, t)
-        return self._with_host(np.maximum(micro * slowest, sum(stages) + send), host)
+            slowest = maximum(slowest, t)
+        return self._with_host(maximum(micro * slowest, sum(stages) + send), host)
 
     # --- StepCostModel ---
 
@@ -206,3 +207,31 @@ class CalibratedModel:
     def decode_span(self, num_seqs: int, kv_tokens: int, steps: int) -> np.ndarray:
         kv = kv_tokens + num_seqs * np.arange(steps, dtype=np.float64)
         return np.asarray(self._decode_time(num_seqs, kv), dtype=np.float64)
+
+    def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float):
+        """The same steps one by one in plain floats (cheaper than numpy for the usual short spans), stopping
+        after the first that ends at or after `horizon`."""
+        durations, ends = [], []
+        kv = float(kv_tokens)
+        if self.pp == 1 and self._host_overlapped:  # _decode_time inlined, operation for operation
+            host, bases, weights, starve, split, micro, _ = self._decode_coeffs(num_seqs)
+            base, weight, serial = bases[0], weights[0], self._serial
+            for _ in range(max_steps):
+                k = kv / micro
+                d = serial + max(base + weight * (k + starve * k * split / (split + k)), host)
+                now += d
+                durations.append(d)
+                ends.append(now)
+                if now >= horizon:
+                    break
+                kv += num_seqs
+            return durations, ends
+        for _ in range(max_steps):
+            d = float(self._decode_time(num_seqs, kv))
+            now += d
+            durations.append(d)
+            ends.append(now)
+            if now >= horizon:
+                break
+            kv += num_seqs
+        return durations, ends

@@ -15,6 +15,7 @@ Shared pieces:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,9 @@ def smooth_max(a, b, p):
 
 
 def wave_util(ctas, sms):
+    if isinstance(ctas, float):  # one step's shape: plain floats are far cheaper than numpy scalars
+        ctas = max(ctas, 1.0)
+        return ctas / (math.ceil(ctas / sms) * sms)
     ctas = np.maximum(ctas, 1.0)
     return ctas / (np.ceil(ctas / sms) * sms)
 
