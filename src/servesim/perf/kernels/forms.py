@@ -58,22 +58,24 @@ def wave_util(ctas, sms):
 
 GEMM = Family(
     "gemm",
-    ("floor", "k_latency", "compute_eff", "k_half", "wave_exp", "memory_eff", "sharpness", "act_passes"),
-    (3e-6, 2e-9, 0.8, 100.0, 0.3, 0.85, 3.0, 0.1),
-    (1e-7, 1e-12, 0.05, 1.0, 1e-3, 0.05, 1.0, 1e-4),
-    (5e-5, 1e-7, 1.0, 1e4, 1.0, 1.2, 12.0, 20.0),
+    ("floor", "k_latency", "compute_eff", "k_half", "wave_exp", "memory_eff", "sharpness", "act_passes",
+     "row_cost"),
+    (3e-6, 2e-9, 0.8, 100.0, 0.3, 0.85, 3.0, 0.1, 1e-10),
+    (1e-7, 1e-12, 0.05, 1.0, 1e-3, 0.05, 1.0, 1e-4, 1e-14),
+    (5e-5, 1e-7, 1.0, 1e4, 1.0, 1.2, 12.0, 20.0, 1e-7),
 )
 
 
 def gemm_time(c, hw: Hardware, m, n, k, weight_bytes=2.0):
-    """Seconds for one GEMM. `act_passes` counts extra activation passes (FP8's per-token input quantisation)."""
-    floor, k_latency, compute_eff, k_half, wave_exp, memory_eff, sharpness, act_passes = c
+    """Seconds for one GEMM. FP8 adds the per-token quantisation of its input: `act_passes` passes over the
+    activations and `row_cost` per row (the per-token scale)."""
+    floor, k_latency, compute_eff, k_half, wave_exp, memory_eff, sharpness, act_passes, row_cost = c
     tiles = np.ceil(m / TILE) * np.ceil(n / TILE)
     eff = compute_eff * k / (k + k_half) * wave_util(tiles, hw.sms) ** wave_exp
     compute = 2.0 * m * n * k / (hw.peak_flops * eff)
     traffic = (m * k + n * k) * weight_bytes + m * n * 2.0
     memory = traffic / (hw.mem_bandwidth * memory_eff)
-    quant = act_passes * m * k * 3.0 / hw.mem_bandwidth * (2.0 - weight_bytes)  # only fp8 (1-byte) weights
+    quant = (act_passes * m * k * 3.0 / hw.mem_bandwidth + row_cost * m) * (2.0 - weight_bytes)  # fp8 only
     return floor + k_latency * k + smooth_max(compute, memory, sharpness) + quant
 
 
