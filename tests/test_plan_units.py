@@ -197,3 +197,13 @@ def test_a_winner_that_fails_the_longer_run_is_flagged(tmp_path):
     doc = json.loads((tmp_path / "out" / "plan.json").read_text())
     assert doc["winner"]["verified"] is False
     assert "raise --probe-seconds" in " ".join(res.output.split())
+
+
+def test_pipeline_parallel_layouts_are_searched_and_checked_per_stage():
+    from servesim.models import get_model
+    from servesim.plan.space import SearchSpace
+
+    model = get_model("llama-3.1-70b")
+    candidates = SearchSpace(gpus=("h100",), tp=(1, 2), pp=(1, 2, 4)).candidates(model)
+    assert {(c.tp, c.pp) for c in candidates} == {(1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4)}
+    assert max(c.gpus_per_replica for c in candidates) == 8

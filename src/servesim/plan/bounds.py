@@ -24,6 +24,8 @@ from servesim.errors import ServesimError
 from servesim.hardware.catalog import get_device
 from servesim.metrics.summary import SLO
 from servesim.perf.base import StepShape, decode_shape
+from servesim.perf.memory import stage_weight_bytes
+from servesim.perf.parallel import pp_layer_split
 from servesim.simulate import make_cost_model, resolve_engine, resolve_model
 from servesim.workload.workload import Workload
 
@@ -105,7 +107,9 @@ def assess(cfg: RunConfig, workload: Workload) -> Assessment:
         device.peak_flops(model.dtype)
     except ServesimError as e:
         return Assessment("unsupported", str(e))
-    weights = model.weight_bytes / cfg.tp
+    # the heaviest pipeline stage decides whether the weights fit
+    weights = max(stage_weight_bytes(model, cfg.tp, cfg.pp, stage, layers)
+                  for stage, layers in enumerate(pp_layer_split(model.num_layers, cfg.pp)))
     budget = device.mem_bytes * cfg.gpu_memory_utilization
     memory = {"weights_gb_per_gpu": weights / GB, "usable_gb_per_gpu": budget / GB, "gpu_gb": device.mem_bytes / GB}
     if weights > budget:

@@ -15,6 +15,7 @@ from servesim.engine.config import default_scheduler_limits
 from servesim.errors import ServesimError
 from servesim.hardware.catalog import get_device
 from servesim.models.spec import ModelSpec
+from servesim.perf.parallel import check_parallelism
 
 VALID_TP = (1, 2, 4, 8)
 
@@ -45,7 +46,7 @@ class Candidate:
 
     def run_config(self, base: RunConfig) -> RunConfig:
         """The base run settings with this candidate's hardware and knobs."""
-        return replace(base, gpu=self.gpu, tp=self.tp, dtype=self.dtype, max_num_seqs=self.max_num_seqs,
+        return replace(base, gpu=self.gpu, tp=self.tp, pp=self.pp, dtype=self.dtype, max_num_seqs=self.max_num_seqs,
                        max_num_batched_tokens=self.max_num_batched_tokens,
                        long_prefill_token_threshold=self.long_prefill_token_threshold)
 
@@ -68,10 +69,6 @@ class SearchSpace:
 
     def candidates(self, model: ModelSpec) -> list[Candidate]:
         """Every combination the model's shape allows (TP must divide the attention heads)."""
-        for pp in self.pp:
-            if pp != 1:
-                raise ServesimError(f"--pp {pp}: pipeline parallelism is not simulated yet (the step-cost model has no "
-                                    "PP stages); valid choices: 1")
         for tp in self.tp:
             if tp not in VALID_TP:
                 raise ServesimError(f"--tp {tp} is not supported; valid choices: {', '.join(map(str, VALID_TP))}")
@@ -80,12 +77,15 @@ class SearchSpace:
         for gpu, tp, pp, dtype, seqs, tokens, chunk in itertools.product(
                 devices, self.tp, self.pp, self.dtype, self.max_num_seqs, self.max_num_batched_tokens,
                 self.long_prefill_token_threshold):
-            if model.num_heads % tp or model.intermediate_size % tp:
-                continue
+            try:
+                check_parallelism(model, devices[gpu], tp, pp)
+            except ServesimError:
+                continue  # a layout vLLM would refuse for this model
             # "auto" (None) is vLLM's default for the GPU: resolve it so equal configurations meet once
             default_tokens, default_seqs = default_scheduler_limits(devices[gpu].mem_bytes, gpu)
             out.append(Candidate(gpu, tp, pp, dtype, default_seqs if seqs is None else seqs,
                                  default_tokens if tokens is None else tokens, chunk))
         if not out:
-            raise ServesimError(f"no TP in {list(self.tp)} divides {model.name}'s {model.num_heads} attention heads")
+            raise ServesimError(f"no layout in TP {list(self.tp)} x PP {list(self.pp)} suits {model.name} "
+                                f"({model.num_heads} attention heads, {model.num_layers} layers)")
         return sorted(set(out), key=lambda c: c.id)
