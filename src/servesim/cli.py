@@ -100,6 +100,7 @@ def simulate(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write results to this directory."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout, nothing else."),
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
+    report: bool = typer.Option(False, "--report", help="Also write report.html (charts, SLO verdicts) into -o DIR."),
 ):
     """Simulate one vLLM replica serving a workload; print latency, throughput and SLO goodput."""
     from servesim.config import load_config, make_config
@@ -108,6 +109,8 @@ def simulate(
     from servesim.simulate import run_simulation
     from servesim.workload.build import build_workload
 
+    if report and not output:
+        raise ServesimError("--report writes report.html next to the results: give an output directory with -o DIR")
     file_values = load_config(config) if config else {}
     cfg = make_config(
         file_values, model=model, model_config=str(model_config) if model_config else None, gpu=gpu, tp=tp,
@@ -132,6 +135,8 @@ def simulate(
     wall = time.perf_counter() - started
     if output:
         write_result(result, output)
+    if report:
+        _write_report([output], output / "report.html", quiet or json_out)
     if json_out:
         sys.stdout.write(json.dumps(_clean(result.summary), indent=1, sort_keys=True) + "\n")
         return
@@ -145,6 +150,105 @@ def simulate(
     out.print(f"simulated {len(wl)} requests in {wall:.2f} s wall ({len(wl) / wall:,.0f} req/s)", highlight=False)
     if output:
         out.print(f"results in {output}/ (summary.json, requests.parquet, steps.parquet, config.yaml)", highlight=False)
+    if report:
+        out.print(f"report: {output / 'report.html'}", highlight=False)
+
+
+def _write_report(paths, output: Path, silent: bool, options=None):
+    from servesim.report.build import progress_steps, write_report
+    from servesim.report.terminal import LazyProgress
+
+    with LazyProgress(progress_steps(paths), "writing report", err, enabled=not silent) as progress:
+        return write_report(paths, output, options, progress.advance)
+
+
+@app.command("report")
+@friendly
+def report_command(
+    runs: list[Path] = typer.Argument(..., help="Result directories (`simulate -o DIR`); several are overlaid and compared."),
+    output: Path = typer.Option(Path("report.html"), "-o", "--output", help="The HTML file to write."),
+    slo_ttft: Optional[str] = typer.Option(None, help="Judge every run by this TTFT SLO (default: the first run's)."),
+    slo_tpot: Optional[str] = typer.Option(None, help="Judge every run by this TPOT SLO (default: the first run's)."),
+    slo_attainment: float = typer.Option(0.9, help="Share of requests that must meet the SLOs for a PASS."),
+    title: Optional[str] = typer.Option(None, help="Page title."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout, nothing else."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
+):
+    """Write one self-contained HTML report (opens offline): summary and SLO verdicts, latency CDFs, latency,
+    throughput, goodput, queue, batch and KV cache over time, step composition; several runs overlaid."""
+    from servesim.config import parse_duration
+    from servesim.report.build import ReportOptions
+
+    options = ReportOptions(slo_ttft=parse_duration(slo_ttft, "--slo-ttft") if slo_ttft else None,
+                            slo_tpot=parse_duration(slo_tpot, "--slo-tpot") if slo_tpot else None,
+                            slo_attainment=slo_attainment, title=title)
+    result = _write_report(runs, output, quiet or json_out, options)
+    info = {"output": str(output), "bytes": output.stat().st_size, "inputs": result.inputs,
+            "charts": result.chart_traces(), "notes": result.notes}
+    if json_out:
+        sys.stdout.write(json.dumps(info, indent=1) + "\n")
+    elif not quiet:
+        for note in result.notes:
+            err.print(f"note: {note}", highlight=False)
+        out.print(f"report: {output} ({info['bytes'] / 1e6:.1f} MB, {len(info['charts'])} charts, "
+                  f"{len(result.inputs)} run{'s' if len(result.inputs) != 1 else ''})", highlight=False)
+
+
+@app.command("trace")
+@friendly
+def trace_command(
+    run: Path = typer.Argument(..., help="A result directory (`simulate -o DIR`)."),
+    output: Path = typer.Option(Path("trace.json"), "-o", "--output", help="The trace JSON file to write."),
+    max_step_slices: int = typer.Option(20_000, help="At most this many step slices: beyond it, runs of k "
+                                        "consecutive steps (k a power of two) become one slice whose duration is "
+                                        "their sum and whose args total their tokens; counters show the peak."),
+    max_requests: int = typer.Option(2_000, help="At most this many requests drawn as async slices and flows: "
+                                     "beyond it, the slowest half by E2E and an even spread of the rest."),
+    json_out: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout, nothing else."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
+):
+    """Write a Chrome/Perfetto trace (open in ui.perfetto.dev or chrome://tracing): a track per replica with a
+    slice per engine step (batch composition in its args), counters, and requests as async slices with flows."""
+    from servesim.report.terminal import LazyProgress
+    from servesim.report.trace import WRITE_STAGES, write_trace
+
+    for name, value in (("--max-step-slices", max_step_slices), ("--max-requests", max_requests)):
+        if value < 1:
+            raise ServesimError(f"{name} {value} must be at least 1")
+    with LazyProgress(WRITE_STAGES, "writing trace", err, enabled=not (quiet or json_out)) as progress:
+        meta = write_trace(run, output, max_step_slices, max_requests, progress.advance)
+    meta = {"output": str(output), "bytes": output.stat().st_size, **meta}
+    if json_out:
+        sys.stdout.write(json.dumps(meta, indent=1) + "\n")
+    elif not quiet:
+        merged = (f", {meta['steps']:,} steps as {meta['step_slices']:,} slices" if meta["steps"] else ", no step log")
+        out.print(f"trace: {output} ({meta['bytes'] / 1e6:.1f} MB{merged}, {meta['requests_drawn']:,} of "
+                  f"{meta['requests']:,} requests drawn); open it in https://ui.perfetto.dev", highlight=False)
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _listing(title: str, columns: tuple[str, ...], rows: list[list[str]], json_out: bool) -> None:
+    """A listing as a rich table, or with --json as a list of objects keyed by the column names."""
+    if json_out:
+        sys.stdout.write(json.dumps([{c: _number(v) for c, v in zip(columns, row)} for row in rows], indent=1) + "\n")
+        return
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*row)
+    out.print(t)
+
+
+JSON_LIST = typer.Option(False, "--json", help="Print the list as JSON on stdout.")
 
 
 def _list(text: str, kind, what: str) -> tuple:
@@ -346,48 +450,43 @@ def sweep(
 
 @app.command()
 @friendly
-def models():
+def models(json_out: bool = JSON_LIST):
     """List the bundled models."""
     from servesim.models.catalog import list_models
 
-    t = Table(title="bundled models (--model NAME or Hugging Face id; --model-config FILE for others)")
-    for col in ("name", "hugging face id", "params", "layers", "hidden", "heads/kv", "KV per token (bf16)"):
-        t.add_column(col)
-    for m in list_models():
-        t.add_row(m.name, m.hf_id, f"{m.num_params / 1e9:.2f}B", str(m.num_layers), str(m.hidden_size),
-                  f"{m.num_heads}/{m.num_kv_heads}", f"{m.kv_bytes_per_token() / 1024:.0f} KiB")
-    out.print(t)
+    rows = [[m.name, m.hf_id, f"{m.num_params / 1e9:.2f}B", str(m.num_layers), str(m.hidden_size),
+             f"{m.num_heads}/{m.num_kv_heads}", f"{m.kv_bytes_per_token() / 1024:.0f} KiB"] for m in list_models()]
+    _listing("bundled models (--model NAME or Hugging Face id; --model-config FILE for others)",
+             ("name", "hugging face id", "params", "layers", "hidden", "heads/kv", "KV per token (bf16)"), rows, json_out)
 
 
 @app.command()
 @friendly
-def gpus():
+def gpus(json_out: bool = JSON_LIST):
     """List the GPU catalog."""
     from servesim.hardware.catalog import list_devices
 
-    t = Table(title="GPUs (--gpu NAME, or a device YAML file)")
-    for col in ("name", "BF16 TFLOP/s", "FP8 TFLOP/s", "memory GB", "bandwidth TB/s", "link", "link GB/s"):
-        t.add_column(col)
-    for d in list_devices():
-        t.add_row(d.name, f"{d.bf16_flops / 1e12:.0f}", f"{d.fp8_flops / 1e12:.0f}" if d.has_fp8 else "-",
-                  f"{d.mem_bytes / 1e9:.0f}", f"{d.mem_bandwidth / 1e12:.2f}", d.link_kind, f"{d.link_bandwidth / 1e9:.0f}")
-    out.print(t)
+    rows = [[d.name, f"{d.bf16_flops / 1e12:.0f}", f"{d.fp8_flops / 1e12:.0f}" if d.has_fp8 else "-",
+             f"{d.mem_bytes / 1e9:.0f}", f"{d.mem_bandwidth / 1e12:.2f}", d.link_kind, f"{d.link_bandwidth / 1e9:.0f}"]
+            for d in list_devices()]
+    _listing("GPUs (--gpu NAME, or a device YAML file)",
+             ("name", "BF16 TFLOP/s", "FP8 TFLOP/s", "memory GB", "bandwidth TB/s", "link", "link GB/s"), rows, json_out)
 
 
 @app.command()
 @friendly
-def workloads():
+def workloads(json_out: bool = JSON_LIST):
     """List the built-in workloads and the traces they were fitted from."""
     from servesim.workload.presets import presets
 
-    t = Table(title="built-in workloads (--workload NAME)")
-    for col in ("name", "rate req/s", "burstiness CV", "prompt mean", "output mean", "prefix reuse", "fitted from"):
-        t.add_column(col)
+    rows = []
     for name, p in presets().items():
         reuse = p.get("prefix", {}).get("reuse_probability")
-        t.add_row(name, "-" if p["rate"] is None else f"{p['rate']:.2f}", f"{p['cv']:.2f}", f"{p['prompt_mean']:.0f}",
-                  f"{p['output_mean']:.0f}", "-" if reuse is None else f"{reuse * 100:.0f}%", p["source"])
-    out.print(t)
+        rows.append([name, "-" if p["rate"] is None else f"{p['rate']:.2f}", f"{p['cv']:.2f}", f"{p['prompt_mean']:.0f}",
+                     f"{p['output_mean']:.0f}", "-" if reuse is None else f"{reuse * 100:.0f}%", p["source"]])
+    _listing("built-in workloads (--workload NAME)",
+             ("name", "rate req/s", "burstiness CV", "prompt mean", "output mean", "prefix reuse", "fitted from"),
+             rows, json_out)
 
 
 @app.command()

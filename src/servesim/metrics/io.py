@@ -93,19 +93,51 @@ def write_result(result, out_dir: str | Path) -> Path:
     return out
 
 
-def read_result(run_dir: str | Path) -> dict:
-    """A run directory's files; a clear message if it is missing some or comes from another version."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise ServesimError(f"run directory {str(run)!r} does not exist")
-    missing = [name for name in RESULT_FILES[:3] if not (run / name).exists()]
+# What every reader may rely on; a directory lacking these comes from another servesim version or was cut short.
+REQUIRED_REQUEST_COLUMNS = ("arrival_s", "output_tokens", "ttft_s", "tpot_s", "e2e_s", "first_token_s", "finished_s",
+                            "finish_reason", "itl_s")
+REQUIRED_STEP_COLUMNS = ("start", "duration", "prefill_tokens", "decode_tokens", "num_seqs", "running", "waiting",
+                         "kv_usage")
+
+
+def _read_parquet(path: Path, required: tuple[str, ...], written_by: str) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ServesimError(f"{path}: not a readable Parquet file ({e})") from None
+    missing = [c for c in required if c not in table.column_names]
     if missing:
-        raise ServesimError(f"{run}: missing {', '.join(missing)}; expected the output of `servesim simulate -o` or `servesim measure -o`")
-    summary = json.loads((run / "summary.json").read_text())
-    if "summary" not in summary or "servesim_version" not in summary:
-        raise ServesimError(f"{run}/summary.json: not a servesim result (no 'summary' / 'servesim_version')")
+        raise ServesimError(f"{path}: missing column(s) {', '.join(missing)}; it was written by servesim "
+                            f"{written_by}, this is {__version__}: re-run it with this version")
+    return table
+
+
+def read_result(run_dir: str | Path, require_steps: bool = True) -> dict:
+    """A run directory's files; a clear message if it is missing some or comes from another version.
+
+    `steps` is None when steps.parquet is absent and require_steps is False (a measured run has no step log).
+    """
+    run = Path(run_dir)
+    if not run.exists():
+        raise ServesimError(f"run directory {str(run)!r} does not exist")
+    if not run.is_dir():
+        raise ServesimError(f"{run} is a file; expected a run directory (the output of `servesim simulate -o DIR`)")
+    needed = RESULT_FILES[:3] if require_steps else RESULT_FILES[:2]
+    missing = [name for name in needed if not (run / name).exists()]
+    if missing:
+        raise ServesimError(f"{run}: missing {', '.join(missing)}; expected the output of `servesim simulate -o` "
+                            "or `servesim measure -o`")
+    text = (run / "summary.json").read_text()
+    try:
+        summary = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ServesimError(f"{run / 'summary.json'}:{e.lineno}: not valid JSON ({e.msg})") from None
+    if not isinstance(summary, dict) or "summary" not in summary or "servesim_version" not in summary:
+        raise ServesimError(f"{run / 'summary.json'}: not a servesim result (no 'summary' / 'servesim_version')")
+    written_by = str(summary["servesim_version"])
+    has_steps = (run / "steps.parquet").exists()
     return {
         "summary": summary,
-        "requests": pq.read_table(run / "requests.parquet"),
-        "steps": pq.read_table(run / "steps.parquet"),
+        "requests": _read_parquet(run / "requests.parquet", REQUIRED_REQUEST_COLUMNS, written_by),
+        "steps": _read_parquet(run / "steps.parquet", REQUIRED_STEP_COLUMNS, written_by) if has_steps else None,
     }

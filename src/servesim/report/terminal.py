@@ -64,6 +64,7 @@ class LazyProgress:
         self.started = time.monotonic()
         self.progress: Progress | None = None
         self.task = None
+        self.done = 0
 
     def __call__(self, done: int) -> None:
         if not self.enabled:
@@ -78,6 +79,17 @@ class LazyProgress:
             self.task = self.progress.add_task(self.description, total=self.total)
         self.progress.update(self.task, completed=done)
 
+    def advance(self) -> None:
+        """One more unit done: for work reported stage by stage rather than as a count."""
+        self.done += 1
+        self(self.done)
+
     def close(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+    def __enter__(self) -> "LazyProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,96 @@
+"""Run directories as the report and the trace see them: numpy columns, the summary, and what is optional.
+
+A simulated run has a step log; a measured one (`servesim measure`) has only requests. Columns a later
+servesim adds (`replica`) are used where present and never required.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from servesim.metrics.io import read_result
+
+REQUEST_COLUMNS = ("arrival_s", "output_tokens", "ttft_s", "tpot_s", "e2e_s", "queue_s", "first_token_s",
+                   "finished_s", "preemptions", "replica")
+STEP_COLUMNS = ("start", "duration", "num_tokens", "prefill_tokens", "decode_tokens", "num_seqs", "running", "waiting",
+                "kv_usage", "preempted", "replica")
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+    doc: dict  # summary.json: summary, config, servesim_version, seed, meta...
+    requests: dict[str, np.ndarray]  # REQUEST_COLUMNS present in the file, plus `completed`
+    itl_offsets: np.ndarray  # request r's ITLs are itl_values[itl_offsets[r]:itl_offsets[r+1]]
+    itl_values: np.ndarray
+    steps: dict[str, np.ndarray] | None  # None for a measured run
+
+    @property
+    def summary(self) -> dict:
+        return self.doc.get("summary") or {}
+
+    @property
+    def config(self) -> dict:
+        return self.doc.get("config") or {}
+
+    @property
+    def kind(self) -> str:
+        return "simulated" if self.steps is not None else "measured"
+
+    def slo(self) -> tuple[float | None, float | None]:
+        slo = self.summary.get("slo") or {}
+        return slo.get("ttft_s"), slo.get("tpot_s")
+
+    def description(self) -> str:
+        meta = self.doc.get("meta") or {}
+        model = (meta.get("model") or {}).get("name") or self.config.get("model", "?")
+        device = meta.get("device") or self.config.get("gpu", "?")
+        workload = (self.doc.get("workload") or {}).get("name") or self.config.get("workload") or "?"
+        return f"{model} on {device} TP={self.config.get('tp', '?')}, {workload}"
+
+
+def _numpy(table: pa.Table, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        if name in table.column_names:
+            out[name] = table.column(name).to_numpy(zero_copy_only=False)
+    return out
+
+
+def _itl(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    column = table.column("itl_s").combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    return offsets, values
+
+
+def load_run(path: str | Path, name: str | None = None) -> Run:
+    files = read_result(path, require_steps=False)
+    req_table = files["requests"]
+    requests = _numpy(req_table, REQUEST_COLUMNS)
+    requests["completed"] = req_table.column("finish_reason").to_numpy(zero_copy_only=False) != "rejected"
+    offsets, values = _itl(req_table)
+    steps = _numpy(files["steps"], STEP_COLUMNS) if files["steps"] is not None else None
+    return Run(name or Path(path).name, Path(path), files["summary"], requests, offsets, values, steps)
+
+
+def run_names(paths: list[Path]) -> list[str]:
+    """Legend labels: the directory names, with as many parent folders as it takes to tell them apart."""
+    parts = [Path(p).resolve().parts for p in paths]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [f"{n} ({i})" for i, n in enumerate(names)]
+
+
+def load_runs(paths: list[str | Path]) -> list[Run]:
+    paths = [Path(p) for p in paths]
+    return [load_run(p, n) for p, n in zip(paths, run_names(paths))]
