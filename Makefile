@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RAY_STAMP := $(VENV)/.installed-ray
 
-.PHONY: demo test test-slow bench bench-plan clean validate-gpu fit-kernels
+.PHONY: demo test test-slow bench bench-plan bench-report clean validate-gpu fit-kernels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(RAY_STAMP): $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/servesim simulate --model llama-3.1-8b --gpu h100 --workload chat --qps 5 --duration 600 \
-		--slo-ttft 500ms --slo-tpot 50ms -o runs/demo
+		--slo-ttft 500ms --slo-tpot 50ms -o runs/demo --report
 
 test: $(STAMP) $(if $(WITH_RAY),$(RAY_STAMP))
 	$(BIN)/python -m pytest -m "not slow"
@@ -41,6 +41,9 @@ bench: $(STAMP)
 
 bench-plan: $(STAMP)
 	$(BIN)/python benchmarks/bench_plan.py
+
+bench-report: $(STAMP)
+	$(BIN)/python benchmarks/bench_report.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .servesim-cache

@@ -17,7 +17,7 @@ from servesim.report import charts
 from servesim.report.html import Section, page
 from servesim.report.runs import Run, load_runs
 from servesim.report.slo import ReportSLO, report_slo
-from servesim.report.tables import comparison_table, summary_table
+from servesim.report.tables import comparison_table, slo_table, summary_table
 
 # (marker file, kind, what writes it), checked in order
 KINDS: tuple[tuple[str, str, str], ...] = (
@@ -57,12 +57,16 @@ class Report:
 
 def run_sections(runs: list[Run], options: ReportOptions, progress: Callable[[], None]) -> tuple[list[Section], list[str]]:
     slo, notes = report_slo(runs, options.slo_ttft, options.slo_tpot, options.slo_attainment)
-    verdict = (f"A run passes when at least {slo.attainment * 100:g}% of its requests (rejected ones count as "
-               f"misses) meet {slo.describe()}." if slo.defined else
-               "No SLO given: run with --slo-ttft/--slo-tpot (or pass them to `servesim report`) for verdicts.")
-    sections = [Section("summary", "Summary", "Latencies in ms; hover a run's name for its model, GPU and "
-                        "workload. " + verdict, html=f'<div class="table-wrap">{summary_table(runs, slo)}</div>',
-                        notes=tuple(notes))]
+    sections = [Section("summary", "Summary", "Latencies in ms; hover a run's name for its model, GPU and workload.",
+                        html=f'<div class="table-wrap">{summary_table(runs)}</div>')]
+    if slo.defined:
+        sections.append(Section("slo", "SLO verdicts", f"A run passes when at least {slo.attainment * 100:g}% of its "
+                                f"requests (rejected ones count as misses) meet {slo.describe()}. Goodput: requests "
+                                "per second meeting every SLO.", html=f'<div class="table-wrap">{slo_table(runs, slo)}'
+                                "</div>", notes=tuple(notes)))
+    else:
+        sections[0].notes = ("No SLO given: run with --slo-ttft/--slo-tpot, or pass them to `servesim report`, "
+                             "for verdicts and goodput.",)
     if len(runs) > 1:
         sections.append(Section("compare", "Comparison", f"Settings that differ, then each metric with its change "
                                 f"against {runs[0].name}; green is better, red worse.",

@@ -19,6 +19,12 @@ from servesim.report.slo import ReportSLO
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
           "#bcbd22")
 PREFILL_COLOR, DECODE_COLOR = "#ff7f0e", "#1f77b4"
+_AXIS = dict(gridcolor="#ebebeb", zerolinecolor="#cfcfcf", linecolor="#bdbdbd", showline=True, ticks="outside",
+             tickcolor="#bdbdbd", automargin=True)
+# a few lines of style instead of a stock template: plotly validates a full template for every figure (slow)
+TEMPLATE = dict(layout=dict(paper_bgcolor="white", plot_bgcolor="white", colorway=list(COLORS),
+                            font=dict(family="system-ui, sans-serif", size=12, color="#333"),
+                            xaxis=_AXIS, yaxis=_AXIS))
 
 
 @dataclass
@@ -39,7 +45,7 @@ def color(i: int) -> str:
 
 
 def _base(fig: go.Figure, height: int) -> go.Figure:
-    fig.update_layout(template="plotly_white", height=height, margin=dict(l=60, r=20, t=40, b=40),
+    fig.update_layout(template=TEMPLATE, height=height, margin=dict(l=60, r=20, t=40, b=40),
                       legend=dict(orientation="h", yanchor="bottom", y=1.04, x=0), hovermode="closest")
     return fig
 
@@ -59,7 +65,7 @@ LATENCIES = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl", "ITL"), ("e2e_s", "
 
 def latency_cdfs(runs: list[Run], slo: ReportSLO) -> Chart:
     fig = make_subplots(rows=2, cols=2, subplot_titles=[label for _, label in LATENCIES],
-                        horizontal_spacing=0.08, vertical_spacing=0.14)
+                        horizontal_spacing=0.08, vertical_spacing=0.2)
     for i, run in enumerate(runs):
         for k, (key, label) in enumerate(LATENCIES):
             values = run.itl_values if key == "itl" else run.requests[key]
@@ -199,8 +205,8 @@ def step_composition(index: int, run: Run) -> Chart:
     k = int(starts[1] - starts[0]) if len(starts) > 1 else 1
     x = st["start"][starts] - _t0(run)
     fig = go.Figure()
-    for key, label, col in (("prefill_tokens", "prefill tokens", PREFILL_COLOR),
-                            ("decode_tokens", "decode tokens", DECODE_COLOR)):
+    for key, label, col in (("decode_tokens", "decode tokens", DECODE_COLOR),
+                            ("prefill_tokens", "prefill tokens", PREFILL_COLOR)):
         y = series.bucket_mean(st[key], starts)
         fig.add_trace(go.Scatter(x=x, y=y, name=label, mode="lines", stackgroup="tokens", line_shape="hv",
                                  line=dict(color=col, width=0.8),

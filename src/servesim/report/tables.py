@@ -61,13 +61,9 @@ SUMMARY_COLUMNS = (
 )
 
 
-def summary_table(runs: list[Run], slo: ReportSLO) -> str:
+def summary_table(runs: list[Run]) -> str:
     by_label = {m[0]: m for m in METRICS}
     header = ["run", "done / rejected"] + [escape(label) for label, _ in SUMMARY_COLUMNS]
-    if slo.defined:
-        header += [escape(f"{name} <= {v * 1e3:g} ms") for name, v in (("TTFT", slo.ttft), ("TPOT", slo.tpot))
-                   if v is not None]
-        header += ["all SLOs met", "goodput req/s", f"verdict (target {slo.attainment * 100:g}%)"]
     rows = []
     for run in runs:
         s = run.summary
@@ -77,23 +73,30 @@ def summary_table(runs: list[Run], slo: ReportSLO) -> str:
         for _, metrics in SUMMARY_COLUMNS:
             parts = [_fmt(lookup(s, by_label[m][1]), by_label[m][3], by_label[m][4]) for m in metrics]
             cells.append(_td(" / ".join(parts)))
-        if slo.defined:
-            cells += _verdict_cells(run, slo)
         rows.append(cells)
     return _table(header, rows, "summary")
 
 
-def _verdict_cells(run: Run, slo: ReportSLO) -> list[str]:
-    v = slo.verdict(run)
-    cells = [_td(_pct(v[key])) for key, target in (("ttft_share", slo.ttft), ("tpot_share", slo.tpot))
-             if target is not None]
-    cells.append(_td(_pct(v["share"])))
-    duration = lookup(run.summary, ("throughput", "duration_s"))
-    met = v["share"] * len(run.requests["arrival_s"])
-    cells.append(_td(_fmt(met / duration if duration else None, 1, "{:.2f}")))  # goodput under the report's SLO
-    cells.append(_td("PASS" if v["passed"] else "FAIL", "pass" if v["passed"] else "fail",
-                     f"{_pct(v['share'])} of requests meet {slo.describe()}; the target is {slo.attainment * 100:g}%"))
-    return cells
+def slo_table(runs: list[Run], slo: ReportSLO) -> str:
+    """Per run: the share of requests meeting each SLO and all of them, goodput, and PASS or FAIL."""
+    header = ["run"] + [escape(f"{name} <= {v * 1e3:g} ms") for name, v in (("TTFT", slo.ttft), ("TPOT", slo.tpot))
+                        if v is not None]
+    header += ["all SLOs met", "goodput req/s", f"verdict (target {slo.attainment * 100:g}%)"]
+    rows = []
+    for run in runs:
+        v = slo.verdict(run)
+        cells = [_td(escape(run.name), "name", run.description() + f" ({run.kind})")]
+        cells += [_td(_pct(v[key])) for key, target in (("ttft_share", slo.ttft), ("tpot_share", slo.tpot))
+                  if target is not None]
+        cells.append(_td(_pct(v["share"])))
+        duration = lookup(run.summary, ("throughput", "duration_s"))
+        met = v["share"] * len(run.requests["arrival_s"])
+        cells.append(_td(_fmt(met / duration if duration else None, 1, "{:.2f}")))  # under the report's SLOs
+        cells.append(_td("PASS" if v["passed"] else "FAIL", "pass" if v["passed"] else "fail",
+                         f"{_pct(v['share'])} of requests meet {slo.describe()}; the target is "
+                         f"{slo.attainment * 100:g}%"))
+        rows.append(cells)
+    return _table(header, rows, "slo")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, object]:

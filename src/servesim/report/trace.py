@@ -95,8 +95,9 @@ def _step_events(steps: dict[str, np.ndarray], pid: int, max_slices: int) -> tup
         if "preempted" in sums and sums["preempted"][g]:
             args["preempted"] = int(sums["preempted"][g])
         t = _us(ts[g])
+        dur = round(_us(ts[g] + sums["duration"][g]) - t, 3)  # rounded ends, so neighbours never overlap
         events.append({"name": name, "cat": "step", "ph": "X", "pid": pid, "tid": STEPS_TID, "ts": t,
-                       "dur": _us(sums["duration"][g]), "args": args})
+                       "dur": dur, "args": args})
         events.append({"name": "requests", "ph": "C", "pid": pid, "ts": t,
                        "args": {"running": int(peaks["running"][g]), "waiting": int(peaks["waiting"][g])}})
         events.append({"name": "KV cache usage %", "ph": "C", "pid": pid, "ts": t,

@@ -1,0 +1,42 @@
+"""Two small simulated runs for the report and trace tests, written once per session.
+
+`light`: 300 chat requests at 8 req/s, every SLO met. `heavy`: 300 at 30 req/s into a tiny KV cache, so it
+queues, preempts, rejects one overlong request and fails its SLOs. Together they cover both verdicts.
+"""
+
+import shutil
+
+import pytest
+
+from servesim.config import make_config
+from servesim.metrics.io import write_result
+from servesim.simulate import run_simulation
+
+RUNS = {
+    "light": dict(workload="chat", qps=8, requests=300, seed=3),
+    "heavy": dict(workload="chat", qps=30, requests=300, num_gpu_blocks=600, max_model_len=8192, seed=4),
+}
+SLO = dict(slo_ttft="200ms", slo_tpot="20ms")
+
+
+@pytest.fixture(scope="session")
+def run_dirs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    dirs = {}
+    for name, settings in RUNS.items():
+        result = run_simulation(make_config({}, **settings, **SLO))
+        dirs[name] = write_result(result, root / name)
+    return dirs
+
+
+@pytest.fixture
+def copy_run(run_dirs, tmp_path):
+    """A scratch copy of a run directory to damage."""
+    made = []
+
+    def copy(name="light"):
+        made.append(name)
+        target = tmp_path / f"{name}-copy{len(made)}"
+        shutil.copytree(run_dirs[name], target)
+        return target
+    return copy

@@ -1,0 +1,75 @@
+"""The report as a person sees it: rendered by headless Chromium, offline, every chart drawn, no console errors."""
+
+import os
+import struct
+import time
+
+import pytest
+from headless import Browser, find_chromium
+from report_fixtures import copy_run, run_dirs  # noqa: F401  (fixtures)
+from test_report import expected_traces
+
+from servesim.report.build import write_report
+
+RENDERED = """(() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => ({
+    id: d.id, data: d.data.length, drawn: d.querySelectorAll('.scatterlayer .trace').length,
+    points: Array.from(d.querySelectorAll('.scatterlayer .trace path.js-line')).filter(p =>
+        (p.getAttribute('d') || '').length > 20).length,
+    svg: d.querySelectorAll('svg.main-svg').length})))()"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = find_chromium()
+    if chromium is None:
+        if os.environ.get("SERVESIM_REQUIRE_CHROMIUM"):
+            pytest.fail("SERVESIM_REQUIRE_CHROMIUM is set (as .ci/run does) but chromium is not installed")
+        pytest.skip("chromium is not installed (`apt-get install -y chromium`; .ci/run installs it)")
+    b = Browser(chromium)
+    yield b
+    b.close()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", data[16:24])
+
+
+def render(browser, path):
+    browser.errors.clear()
+    browser.requests.clear()
+    browser.open(path)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        charts = browser.evaluate(RENDERED)
+        if charts and all(c["svg"] and c["drawn"] == c["data"] for c in charts):
+            return charts
+        time.sleep(0.2)
+    return charts
+
+
+def test_report_renders_offline_with_every_trace(browser, run_dirs, tmp_path):
+    path = tmp_path / "report.html"
+    report = write_report([run_dirs["light"], run_dirs["heavy"]], path)
+    charts = render(browser, path)
+    assert {c["id"]: c["data"] for c in charts} == expected_traces(2, 2) == report.chart_traces()
+    for c in charts:
+        assert c["drawn"] == c["data"], c  # Plotly drew every trace it was given
+        assert c["points"] >= c["data"] // 2, c  # and they are lines, not empty paths
+    shot = browser.screenshot(tmp_path / "report.png")
+    width, height = png_size(shot)
+    assert width >= 1200 and height > 4000 and len(shot) > 150_000  # the whole page, with content on it
+    assert browser.errors == []
+    assert [u for u in browser.requests if not u.startswith(("file:", "data:", "blob:"))] == []
+    assert browser.evaluate("document.querySelectorAll('td.pass').length") == 1
+    assert browser.evaluate("document.querySelectorAll('td.fail').length") == 1
+
+
+def test_report_of_a_measured_run_renders(browser, copy_run, tmp_path):
+    measured = copy_run("light")
+    (measured / "steps.parquet").unlink()
+    path = tmp_path / "measured.html"
+    write_report([measured], path)
+    charts = render(browser, path)
+    assert {c["id"]: c["data"] for c in charts} == expected_traces(0, 1)
+    assert all(c["drawn"] == c["data"] for c in charts) and browser.errors == []
