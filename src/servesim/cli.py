@@ -155,6 +155,10 @@ def simulate(
 
 
 def _write_report(paths, output: Path, silent: bool, options=None):
+    try:
+        import plotly  # noqa: F401  (an optional extra)
+    except ImportError:
+        raise ServesimError("the HTML report needs plotly: pip install 'servesim[report]'") from None
     from servesim.report.build import progress_steps, write_report
     from servesim.report.terminal import LazyProgress
 

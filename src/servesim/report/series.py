@@ -48,6 +48,8 @@ def windows(t0: float, t1: float, max_windows: int = TIME_WINDOWS) -> tuple[np.n
     t1 = max(t1, t0 + 1e-6)
     width = nice_width(t1 - t0, max_windows)
     start = math.floor(t0 / width) * width
+    if start > t0:  # floor(1.9 / 0.02) * 0.02 is 1.9000000000000001
+        start -= width
     edges = start + width * np.arange(max(1, math.floor((t1 - start) / width)) + 1)
     if t1 - edges[-1] >= width / 2 or len(edges) == 1:
         edges = np.append(edges, t1)
