@@ -139,3 +139,18 @@ def test_run_without_slo_has_no_verdicts(copy_run):
     assert report.chart_traces() == expected_traces(1, 1, slo=False)
     assert "slo" not in [s.id for s in report.sections]
     assert "No SLO given" in report.sections[0].notes[0]
+
+
+def test_replica_column_splits_the_step_charts(copy_run):
+    """A cluster run (a `replica` column in both files) gets one line and one step panel per replica."""
+    import pyarrow as pa
+
+    run = copy_run()
+    steps = pq.read_table(run / "steps.parquet")
+    replica = pa.array([i % 3 for i in range(steps.num_rows)], type=pa.int64())
+    pq.write_table(steps.append_column("replica", replica), run / "steps.parquet")
+    reqs = pq.read_table(run / "requests.parquet")
+    pq.write_table(reqs.append_column("replica", pa.array([i % 3 for i in range(reqs.num_rows)])),
+                   run / "requests.parquet")
+    traces = build_report([run]).chart_traces()
+    assert traces["engine-state"] == 3 * 3 and traces["step-composition-0"] == 2 * 3

@@ -147,3 +147,27 @@ def test_written_file_is_compact_json(run_dirs, tmp_path):
     meta = write_trace(run_dirs["light"], tmp_path / "t.json", max_step_slices=200, max_requests=30)
     text = (tmp_path / "t.json").read_text()
     assert json.loads(text)["metadata"] == meta and "\n" not in text
+
+
+def test_one_process_per_replica(copy_run):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run_dir = copy_run("heavy")
+    for name in ("steps", "requests"):
+        table = pq.read_table(run_dir / f"{name}.parquet")
+        replica = pa.array([i % 2 for i in range(table.num_rows)], type=pa.int64())
+        pq.write_table(table.append_column("replica", replica), run_dir / f"{name}.parquet")
+    run = load_run(run_dir)
+    trace = build_trace(run, max_step_slices=400, max_requests=60)
+    check_chrome_trace(json.loads(json.dumps(trace)))
+    names = {ev["pid"]: ev["args"]["name"] for ev in trace["traceEvents"] if ev["name"] == "process_name"}
+    assert sorted(names.values()) == ["replica 0", "replica 1"]
+    for pid, name in names.items():
+        replica = int(name.split()[1])
+        busy = run.steps["duration"][run.steps["replica"] == replica].sum() * 1e6
+        slices = [s for s in step_slices(trace) if s["pid"] == pid]
+        assert abs(sum(s["dur"] for s in slices) - busy) <= 1e-3 * len(slices)
+        requests = {ev["args"]["request"] for ev in trace["traceEvents"]
+                    if ev["ph"] == "b" and ev["pid"] == pid and "request" in ev.get("args", {})}
+        assert requests and all(r % 2 == replica for r in requests)

@@ -166,6 +166,14 @@ def _itl_of(run: Run, keep: np.ndarray) -> np.ndarray:
     return run.itl_values[np.repeat(keep, counts)]
 
 
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+MAX_REPLICA_PANELS = 4
+
+
+def _replica_label(run: Run, replica: int | None) -> str:
+    return run.name if replica is None else f"{run.name} replica {replica}"
+
+
 def engine_state(runs: list[Run]) -> Chart | None:
     with_steps = [(i, r) for i, r in enumerate(runs) if r.steps is not None]
     if not with_steps:
@@ -176,49 +184,63 @@ def engine_state(runs: list[Run]) -> Chart | None:
                         subplot_titles=[title for _, title, _ in rows])
     widths = []
     for i, run in with_steps:
-        st = run.steps
-        start = st["start"] - _t0(run)
-        end = float((start + st["duration"]).max()) if len(start) else 1.0
-        edges, width = series.windows(0.0, max(end, 1e-3))
-        widths.append(width)
-        mid = (edges[:-1] + edges[1:]) / 2
-        for k, (key, title, scale) in enumerate(rows):
-            mean, peak = series.step_state(start, st["duration"], st[key].astype(np.float64) * scale, edges)
-            fig.add_trace(_line(i, run, mid, mean, run.name, first=k == 0, customdata=peak, connectgaps=False,
-                                hovertemplate="mean %{y:.1f}, peak %{customdata:.0f} at %{x:.0f} s"
-                                              f"<extra>{run.name}</extra>"),
-                          row=k + 1, col=1)
+        t0 = _t0(run)
+        for j, (replica, st) in enumerate(run.replica_steps()):
+            start = st["start"] - t0
+            end = float((start + st["duration"]).max()) if len(start) else 1.0
+            edges, width = series.windows(0.0, max(end, 1e-3))
+            widths.append(width)
+            mid = (edges[:-1] + edges[1:]) / 2
+            label = _replica_label(run, replica)
+            for k, (key, title, scale) in enumerate(rows):
+                mean, peak = series.step_state(start, st["duration"], st[key].astype(np.float64) * scale, edges)
+                fig.add_trace(_line(i, run, mid, mean, label, DASHES[j % len(DASHES)], first=k == 0,
+                                    customdata=peak, connectgaps=False,
+                                    hovertemplate="mean %{y:.1f}, peak %{customdata:.0f} at %{x:.0f} s"
+                                                  f"<extra>{label}</extra>"),
+                              row=k + 1, col=1)
     for k, (_, title, _) in enumerate(rows):
         fig.update_yaxes(rangemode="tozero", row=k + 1, col=1)
     fig.update_xaxes(title_text="time since first arrival (s)", row=3, col=1)
     notes = [f"{r.name}: measured run, no step log" for r in runs if r.steps is None]
     return Chart("engine-state", "Queue, batch and KV cache over time",
                  f"Duration-weighted mean over the engine steps in each window of {_widths(widths)} (hover for "
-                 "the peak). A growing queue with a full KV cache means the replica is saturated; a KV cache "
-                 "near 100% with preemptions means requests are being recomputed.", _base(fig, 620), notes)
+                 "the peak), one line per replica. A growing queue with a full KV cache means the replica is "
+                 "saturated; a KV cache near 100% with preemptions means requests are being recomputed.",
+                 _base(fig, 620), notes)
 
 
 def step_composition(index: int, run: Run) -> Chart:
-    st = run.steps
-    n = len(st["start"])
-    starts = series.step_buckets(n)
-    k = int(starts[1] - starts[0]) if len(starts) > 1 else 1
-    x = st["start"][starts] - _t0(run)
-    fig = go.Figure()
-    for key, label, col in (("decode_tokens", "decode tokens", DECODE_COLOR),
-                            ("prefill_tokens", "prefill tokens", PREFILL_COLOR)):
-        y = series.bucket_mean(st[key], starts)
-        fig.add_trace(go.Scatter(x=x, y=y, name=label, mode="lines", stackgroup="tokens", line_shape="hv",
-                                 line=dict(color=col, width=0.8),
-                                 hovertemplate=f"{label} %{{y:.0f}} per step at %{{x:.2f}} s<extra></extra>"))
-    fig.update_xaxes(title_text="time since first arrival (s)")
-    fig.update_yaxes(title_text="tokens per step", rangemode="tozero")
-    sampled = (f" Each point is the mean of {k} consecutive steps ({n:,} steps in all)." if k > 1
-               else f" One point per step ({n:,} steps).")
+    replicas = run.replica_steps()
+    shown = replicas[:MAX_REPLICA_PANELS]
+    fig = make_subplots(rows=len(shown), cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=[f"replica {r}" for r, _ in shown] if shown[0][0] is not None else None)
+    t0 = _t0(run)
+    sampled = []
+    for row, (replica, st) in enumerate(shown, start=1):
+        n = len(st["start"])
+        starts = series.step_buckets(n)
+        k = int(starts[1] - starts[0]) if len(starts) > 1 else 1
+        sampled.append((k, n))
+        x = st["start"][starts] - t0
+        for key, label, col in (("decode_tokens", "decode tokens", DECODE_COLOR),
+                                ("prefill_tokens", "prefill tokens", PREFILL_COLOR)):
+            fig.add_trace(go.Scatter(x=x, y=series.bucket_mean(st[key], starts), name=label, mode="lines",
+                                     stackgroup=f"tokens{row}", line_shape="hv", line=dict(color=col, width=0.8),
+                                     legendgroup=label, showlegend=row == 1,
+                                     hovertemplate=f"{label} %{{y:.0f}} per step at %{{x:.2f}} s<extra></extra>"),
+                          row=row, col=1)
+        fig.update_yaxes(title_text="tokens per step", rangemode="tozero", row=row, col=1)
+    fig.update_xaxes(title_text="time since first arrival (s)", row=len(shown), col=1)
+    k, n = max(sampled)
+    text = (f" Each point is the mean of up to {k} consecutive steps ({n:,} steps in the longest log)." if k > 1
+            else f" One point per step ({n:,} steps).")
+    notes = ([f"showing replicas {', '.join(str(r) for r, _ in shown)} of {len(replicas)}"]
+             if len(replicas) > len(shown) else [])
     return Chart(f"step-composition-{index}", f"Step composition: {run.name}",
                  "Tokens each engine step processes, prompt (prefill) stacked on decode. Under vLLM's single "
                  "token budget a step mixes both: prefill spikes are chunked prompts that slow the decodes "
-                 "sharing their step." + sampled, _base(fig, 340))
+                 "sharing their step." + text, _base(fig, 120 + 240 * len(shown)), notes)
 
 
 def _widths(widths: list[float]) -> str:

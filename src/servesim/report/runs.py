@@ -43,6 +43,19 @@ class Run:
     def kind(self) -> str:
         return "simulated" if self.steps is not None else "measured"
 
+    def replica_steps(self) -> list[tuple[int | None, dict[str, np.ndarray]]]:
+        """The step log per replica, each in time order; one entry (replica None) without a replica column."""
+        if self.steps is None:
+            return []
+        if "replica" not in self.steps:
+            return [(None, self.steps)]
+        out = []
+        for r in np.unique(self.steps["replica"]).tolist():
+            mine = self.steps["replica"] == r
+            order = np.argsort(self.steps["start"][mine], kind="stable")
+            out.append((int(r), {k: v[mine][order] for k, v in self.steps.items()}))
+        return out
+
     def slo(self) -> tuple[float | None, float | None]:
         slo = self.summary.get("slo") or {}
         return slo.get("ttft_s"), slo.get("tpot_s")
