@@ -154,3 +154,17 @@ def test_replica_column_splits_the_step_charts(copy_run):
                    run / "requests.parquet")
     traces = build_report([run]).chart_traces()
     assert traces["engine-state"] == 3 * 3 and traces["step-composition-0"] == 2 * 3
+
+
+def test_terminal_summary_explains_itself(run_dirs):
+    from rich.console import Console
+
+    from servesim.report.terminal import summary_tables
+
+    for name, verdict in (("light", "PASS"), ("heavy", "FAIL")):
+        console = Console(record=True, width=100)
+        for table in summary_tables(load_run(run_dirs[name]).summary):
+            console.print(table)
+        text = console.export_text()
+        assert f"verdict (needs 90% attainment)" in text and verdict in text
+        assert "TTFT: arrival to first token" in text

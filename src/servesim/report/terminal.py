@@ -13,7 +13,16 @@ def _ms(x):
     return "-" if x is None else f"{x * 1000:.1f}"
 
 
-def summary_tables(summary: dict, title: str = "") -> list[Table]:
+LATENCY_ROWS = (
+    ("ttft", "TTFT", "arrival to first token"),
+    ("tpot", "TPOT", "a request's mean gap between tokens after the first"),
+    ("itl", "ITL", "every gap between two tokens"),
+    ("e2e", "E2E", "arrival to last token"),
+    ("queue", "queueing", "arrival to first scheduled"),
+)
+
+
+def summary_tables(summary: dict, title: str = "", slo_attainment: float = 0.9) -> list[Table]:
     tables = []
     lat = summary.get("latency_s") or {}
     if lat:
@@ -21,10 +30,11 @@ def summary_tables(summary: dict, title: str = "") -> list[Table]:
         t.add_column("metric")
         for col in ("mean", "p50", "p90", "p95", "p99"):
             t.add_column(col, justify="right")
-        names = {"ttft": "TTFT", "tpot": "TPOT", "itl": "ITL", "e2e": "E2E", "queue": "queueing"}
-        for key, label in names.items():
+        for key, label, _ in LATENCY_ROWS:
             d = lat.get(key) or {}
             t.add_row(label, *(_ms(d.get(c)) for c in ("mean", "p50", "p90", "p95", "p99")))
+        t.caption = "; ".join(f"{label}: {meaning}" for _, label, meaning in LATENCY_ROWS)
+        t.caption_justify = "left"
         tables.append(t)
     t = Table(title="throughput and load", title_justify="left", show_header=False)
     t.add_column("what")
@@ -43,6 +53,9 @@ def summary_tables(summary: dict, title: str = "") -> list[Table]:
         t.add_row(f"SLO attainment ({target})", f"{slo['attainment'] * 100:.1f}%")
         good = slo["goodput_requests_per_s"]
         t.add_row("goodput (requests/s meeting the SLO)", "-" if good is None else f"{good:.2f}")
+        passed = slo["attainment"] >= slo_attainment
+        t.add_row(f"verdict (needs {slo_attainment * 100:g}% attainment)",
+                  "[bold green]PASS[/]" if passed else "[bold red]FAIL[/]")
     eng = summary.get("engine")
     if eng:
         t.add_row("preemptions", str(r["preemptions"]))
