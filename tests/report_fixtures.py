@@ -40,3 +40,18 @@ def copy_run(run_dirs, tmp_path):
         shutil.copytree(run_dirs[name], target)
         return target
     return copy
+
+
+def _expected_traces(runs_with_steps: int, runs: int, slo: bool = True) -> dict[str, int]:
+    """What each chart must draw: one curve per run per panel (and per percentile, per SLO line)."""
+    out = {"latency-cdfs": 4 * runs, "latency-over-time": 6 * runs,
+           "throughput-over-time": (3 if slo else 2) * runs}
+    if runs_with_steps:
+        out["engine-state"] = 3 * runs_with_steps
+    out.update({f"step-composition-{i}": 2 for i in range(runs_with_steps)})
+    return out
+
+
+@pytest.fixture
+def expected_traces():
+    return _expected_traces

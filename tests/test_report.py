@@ -5,7 +5,6 @@ import re
 
 import pyarrow.parquet as pq
 import pytest
-from report_fixtures import copy_run, run_dirs  # noqa: F401  (fixtures)
 from typer.testing import CliRunner
 
 from servesim.cli import app
@@ -15,24 +14,16 @@ from servesim.report.runs import load_run
 
 cli = CliRunner()
 
-
-def expected_traces(runs_with_steps: int, runs: int, slo: bool = True) -> dict[str, int]:
-    """What each chart must draw: one curve per run per panel (and per percentile, per SLO line)."""
-    out = {"latency-cdfs": 4 * runs, "latency-over-time": 6 * runs,
-           "throughput-over-time": (3 if slo else 2) * runs}
-    if runs_with_steps:
-        out["engine-state"] = 3 * runs_with_steps
-    out.update({f"step-composition-{i}": 2 for i in range(runs_with_steps)})
-    return out
+pytest_plugins = ["report_fixtures"]  # run_dirs, copy_run
 
 
-def test_one_run_has_every_chart(run_dirs):
+def test_one_run_has_every_chart(run_dirs, expected_traces):
     report = build_report([run_dirs["light"]])
     assert report.chart_traces() == expected_traces(1, 1)
     assert "Comparison" not in [s.title for s in report.sections]
 
 
-def test_two_runs_are_overlaid_and_compared(run_dirs):
+def test_two_runs_are_overlaid_and_compared(run_dirs, expected_traces):
     report = build_report([run_dirs["light"], run_dirs["heavy"]])
     assert report.chart_traces() == expected_traces(2, 2)
     compare = next(s for s in report.sections if s.id == "compare").html
@@ -90,7 +81,8 @@ def test_older_version_names_the_missing_columns(copy_run):
     doc = json.loads((run / "summary.json").read_text())
     doc["servesim_version"] = "0.0.1"
     (run / "summary.json").write_text(json.dumps(doc))
-    with pytest.raises(ServesimError, match=r"missing column\(s\) first_token_s, itl_s; it was written by servesim 0\.0\.1"):
+    with pytest.raises(ServesimError,
+                       match=r"missing column\(s\) first_token_s, itl_s; it was written by servesim 0\.0\.1"):
         build_report([run])
 
 
@@ -106,7 +98,7 @@ def test_not_a_result_directory(tmp_path, copy_run):
         build_report([run])
 
 
-def test_cli_report_json_and_errors(run_dirs, tmp_path):
+def test_cli_report_json_and_errors(run_dirs, tmp_path, expected_traces):
     out = tmp_path / "r.html"
     result = cli.invoke(app, ["report", str(run_dirs["light"]), str(run_dirs["heavy"]), "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
@@ -130,7 +122,7 @@ def test_simulate_report_writes_next_to_results(tmp_path):
     assert no_dir.exit_code == 2 and "-o DIR" in no_dir.output
 
 
-def test_run_without_slo_has_no_verdicts(copy_run):
+def test_run_without_slo_has_no_verdicts(copy_run, expected_traces):
     run = copy_run()
     doc = json.loads((run / "summary.json").read_text())
     doc["summary"]["slo"].update(ttft_s=None, tpot_s=None)
@@ -166,5 +158,5 @@ def test_terminal_summary_explains_itself(run_dirs):
         for table in summary_tables(load_run(run_dirs[name]).summary):
             console.print(table)
         text = console.export_text()
-        assert f"verdict (needs 90% attainment)" in text and verdict in text
+        assert "verdict (needs 90% attainment)" in text and verdict in text
         assert "TTFT: arrival to first token" in text

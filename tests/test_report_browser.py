@@ -6,8 +6,6 @@ import time
 
 import pytest
 from headless import Browser, find_chromium
-from report_fixtures import copy_run, run_dirs  # noqa: F401  (fixtures)
-from test_report import expected_traces
 
 from servesim.report.build import write_report
 
@@ -16,6 +14,8 @@ RENDERED = """(() => Array.from(document.querySelectorAll('.js-plotly-plot')).ma
     points: Array.from(d.querySelectorAll('.scatterlayer .trace path.js-line')).filter(p =>
         (p.getAttribute('d') || '').length > 20).length,
     svg: d.querySelectorAll('svg.main-svg').length})))()"""
+
+pytest_plugins = ["report_fixtures"]  # run_dirs, copy_run
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def render(browser, path):
     return charts
 
 
-def test_report_renders_offline_with_every_trace(browser, run_dirs, tmp_path):
+def test_report_renders_offline_with_every_trace(browser, run_dirs, tmp_path, expected_traces):
     path = tmp_path / "report.html"
     report = write_report([run_dirs["light"], run_dirs["heavy"]], path)
     charts = render(browser, path)
@@ -65,7 +65,7 @@ def test_report_renders_offline_with_every_trace(browser, run_dirs, tmp_path):
     assert browser.evaluate("document.querySelectorAll('td.fail').length") == 1
 
 
-def test_report_of_a_measured_run_renders(browser, copy_run, tmp_path):
+def test_report_of_a_measured_run_renders(browser, copy_run, tmp_path, expected_traces):
     measured = copy_run("light")
     (measured / "steps.parquet").unlink()
     path = tmp_path / "measured.html"

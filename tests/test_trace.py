@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from report_fixtures import copy_run, run_dirs  # noqa: F401  (fixtures)
 from typer.testing import CliRunner
 
 from servesim.cli import app
@@ -15,6 +14,8 @@ from servesim.report.runs import load_run
 from servesim.report.trace import build_trace, group_starts, write_trace
 
 PHASES = {"X", "b", "e", "s", "t", "f", "C", "M"}
+
+pytest_plugins = ["report_fixtures"]  # run_dirs, copy_run
 
 
 def check_chrome_trace(trace: dict) -> dict:

@@ -169,7 +169,8 @@ def _write_report(paths, output: Path, silent: bool, options=None):
 @app.command("report")
 @friendly
 def report_command(
-    runs: list[Path] = typer.Argument(..., help="Result directories (`simulate -o DIR`); several are overlaid and compared."),
+    runs: list[Path] = typer.Argument(..., help="Result directories (`simulate -o DIR`); several are overlaid "
+                                      "and compared."),
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="The HTML file to write."),
     slo_ttft: Optional[str] = typer.Option(None, help="Judge every run by this TTFT SLO (default: the first run's)."),
     slo_tpot: Optional[str] = typer.Option(None, help="Judge every run by this TPOT SLO (default: the first run's)."),
@@ -461,7 +462,8 @@ def models(json_out: bool = JSON_LIST):
     rows = [[m.name, m.hf_id, f"{m.num_params / 1e9:.2f}B", str(m.num_layers), str(m.hidden_size),
              f"{m.num_heads}/{m.num_kv_heads}", f"{m.kv_bytes_per_token() / 1024:.0f} KiB"] for m in list_models()]
     _listing("bundled models (--model NAME or Hugging Face id; --model-config FILE for others)",
-             ("name", "hugging face id", "params", "layers", "hidden", "heads/kv", "KV per token (bf16)"), rows, json_out)
+             ("name", "hugging face id", "params", "layers", "hidden", "heads/kv", "KV per token (bf16)"),
+             rows, json_out)
 
 
 @app.command()
@@ -474,7 +476,8 @@ def gpus(json_out: bool = JSON_LIST):
              f"{d.mem_bytes / 1e9:.0f}", f"{d.mem_bandwidth / 1e12:.2f}", d.link_kind, f"{d.link_bandwidth / 1e9:.0f}"]
             for d in list_devices()]
     _listing("GPUs (--gpu NAME, or a device YAML file)",
-             ("name", "BF16 TFLOP/s", "FP8 TFLOP/s", "memory GB", "bandwidth TB/s", "link", "link GB/s"), rows, json_out)
+             ("name", "BF16 TFLOP/s", "FP8 TFLOP/s", "memory GB", "bandwidth TB/s", "link", "link GB/s"),
+             rows, json_out)
 
 
 @app.command()
@@ -486,8 +489,9 @@ def workloads(json_out: bool = JSON_LIST):
     rows = []
     for name, p in presets().items():
         reuse = p.get("prefix", {}).get("reuse_probability")
-        rows.append([name, "-" if p["rate"] is None else f"{p['rate']:.2f}", f"{p['cv']:.2f}", f"{p['prompt_mean']:.0f}",
-                     f"{p['output_mean']:.0f}", "-" if reuse is None else f"{reuse * 100:.0f}%", p["source"]])
+        rows.append([name, "-" if p["rate"] is None else f"{p['rate']:.2f}", f"{p['cv']:.2f}",
+                     f"{p['prompt_mean']:.0f}", f"{p['output_mean']:.0f}",
+                     "-" if reuse is None else f"{reuse * 100:.0f}%", p["source"]])
     _listing("built-in workloads (--workload NAME)",
              ("name", "rate req/s", "burstiness CV", "prompt mean", "output mean", "prefix reuse", "fitted from"),
              rows, json_out)

@@ -16,7 +16,7 @@ from servesim.errors import ServesimError
 from servesim.report import charts
 from servesim.report.html import Section, page
 from servesim.report.runs import Run, load_runs
-from servesim.report.slo import ReportSLO, report_slo
+from servesim.report.slo import report_slo
 from servesim.report.tables import comparison_table, slo_table, summary_table
 
 # (marker file, kind, what writes it), checked in order
@@ -55,7 +55,8 @@ class Report:
         return {s.id: s.chart.traces for s in self.sections if s.chart is not None}
 
 
-def run_sections(runs: list[Run], options: ReportOptions, progress: Callable[[], None]) -> tuple[list[Section], list[str]]:
+def run_sections(runs: list[Run], options: ReportOptions,
+                 progress: Callable[[], None]) -> tuple[list[Section], list[str]]:
     slo, notes = report_slo(runs, options.slo_ttft, options.slo_tpot, options.slo_attainment)
     sections = [Section("summary", "Summary", "Latencies in ms; hover a run's name for its model, GPU and workload.",
                         html=f'<div class="table-wrap">{summary_table(runs)}</div>')]

@@ -26,7 +26,8 @@ h1 { font-size: 22px; margin: 8px 0 2px; } h2 { font-size: 17px; margin: 28px 0 
 nav a { margin-right: 14px; color: #1f5fa8; text-decoration: none; }
 table { border-collapse: collapse; margin: 8px 0; font-variant-numeric: tabular-nums; font-size: 13px; }
 th, td { border-bottom: 1px solid #e3e3e3; padding: 4px 9px; text-align: right; white-space: nowrap; }
-th { background: #f5f6f8; font-weight: 600; white-space: normal; max-width: 120px; vertical-align: bottom; } td.name { text-align: left; font-weight: 600; }
+th { background: #f5f6f8; font-weight: 600; white-space: normal; max-width: 120px; vertical-align: bottom; }
+td.name { text-align: left; font-weight: 600; }
 td.config { text-align: left; color: #555; }
 td.pass { background: #e3f5e1; color: #17612a; font-weight: 700; }
 td.fail { background: #fbe3e1; color: #a4231b; font-weight: 700; }

@@ -122,7 +122,6 @@ def comparison_table(runs: list[Run]) -> str:
     rows = []
     for key, values in config_differences(runs).items():
         rows.append([_td(escape(key), "name")] + [_td(escape("-" if v is None else str(v)), "config") for v in values])
-    base = runs[0].summary
     for label, path, better, scale, fmt in METRICS:
         values = [lookup(r.summary, path) for r in runs]
         if all(v is None for v in values):

@@ -119,45 +119,40 @@ def drawn_requests(run: Run, max_requests: int) -> np.ndarray:
     return np.union1d(slow, spread)
 
 
-def _request_events(run: Run, rids: np.ndarray, pid_of, slices_of) -> list[dict]:
+def _request_args(req: dict[str, np.ndarray], rid: int) -> dict:
+    args = {"request": rid, "output_tokens": int(req["output_tokens"][rid]),
+            "ttft_ms": round(float(req["ttft_s"][rid]) * 1e3, 3), "e2e_ms": round(float(req["e2e_s"][rid]) * 1e3, 3)}
+    if not np.isnan(req["tpot_s"][rid]):
+        args["tpot_ms"] = round(float(req["tpot_s"][rid]) * 1e3, 3)
+    if "preemptions" in req and req["preemptions"][rid]:
+        args["preemptions"] = int(req["preemptions"][rid])
+    return args
+
+
+def _request_events(run: Run, rid: int, pid: int, slices: StepSlices | None) -> list[dict]:
+    """One request: an async slice with its phases nested inside, and a flow through the steps that served it."""
     req = run.requests
-    events = []
-    for rid in rids.tolist():
-        pid = pid_of(rid)
-        arrival, first, finished = req["arrival_s"][rid], req["first_token_s"][rid], req["finished_s"][rid]
-        scheduled = arrival + req["queue_s"][rid] if "queue_s" in req and not np.isnan(req["queue_s"][rid]) else None
-        ident = hex(rid)
-        args = {"request": rid, "output_tokens": int(req["output_tokens"][rid]),
-                "ttft_ms": round(float(req["ttft_s"][rid]) * 1e3, 3), "e2e_ms": round(float(req["e2e_s"][rid]) * 1e3, 3)}
-        if not np.isnan(req["tpot_s"][rid]):
-            args["tpot_ms"] = round(float(req["tpot_s"][rid]) * 1e3, 3)
-        if "preemptions" in req and req["preemptions"][rid]:
-            args["preemptions"] = int(req["preemptions"][rid])
-
-        def span(name, a, b, extra=None):
-            common = {"cat": "request", "id": ident, "pid": pid, "name": name}
-            events.append({**common, "ph": "b", "ts": _us(a), **({"args": extra} if extra else {})})
-            events.append({**common, "ph": "e", "ts": _us(b)})
-
-        events.append({"cat": "request", "id": ident, "pid": pid, "name": f"request {rid}", "ph": "b",
-                       "ts": _us(arrival), "args": args})
-        phases = ((("queued", arrival, scheduled), ("prefill", scheduled, first)) if scheduled is not None
-                  else (("waiting for first token", arrival, first),))
-        for name, a, b in (*phases, ("decode", first, finished)):
-            if b > a:
-                span(name, a, b)
-        events.append({"cat": "request", "id": ident, "pid": pid, "name": f"request {rid}", "ph": "e",
-                       "ts": _us(finished)})
-        slices = slices_of(rid)
-        if slices is not None and scheduled is not None:
-            points = slices.middle(np.concatenate([slices.containing(np.array([scheduled]), at_end=False),
-                                                   slices.containing(np.array([first, finished]), at_end=True)]))
-            for ph, t in zip(("s", "t", "f"), points):
-                flow = {"name": f"request {rid}", "cat": "flow", "ph": ph, "id": rid, "pid": pid, "tid": STEPS_TID,
-                        "ts": _us(t)}
-                if ph == "f":
-                    flow["bp"] = "e"
-                events.append(flow)
+    arrival, first, finished = req["arrival_s"][rid], req["first_token_s"][rid], req["finished_s"][rid]
+    queue = req["queue_s"][rid] if "queue_s" in req else np.nan
+    scheduled = None if np.isnan(queue) else arrival + queue
+    common = {"cat": "request", "id": hex(rid), "pid": pid}
+    events = [{**common, "name": f"request {rid}", "ph": "b", "ts": _us(arrival), "args": _request_args(req, rid)}]
+    phases = ((("queued", arrival, scheduled), ("prefill", scheduled, first)) if scheduled is not None
+              else (("waiting for first token", arrival, first),))
+    for name, a, b in (*phases, ("decode", first, finished)):
+        if b > a:
+            events.append({**common, "name": name, "ph": "b", "ts": _us(a)})
+            events.append({**common, "name": name, "ph": "e", "ts": _us(b)})
+    events.append({**common, "name": f"request {rid}", "ph": "e", "ts": _us(finished)})
+    if slices is not None and scheduled is not None:
+        points = slices.middle(np.concatenate([slices.containing(np.array([scheduled]), at_end=False),
+                                               slices.containing(np.array([first, finished]), at_end=True)]))
+        for ph, t in zip(("s", "t", "f"), points):
+            flow = {"name": f"request {rid}", "cat": "flow", "ph": ph, "id": rid, "pid": pid, "tid": STEPS_TID,
+                    "ts": _us(t)}
+            if ph == "f":
+                flow["bp"] = "e"  # bind to the slice around it, not the next one
+            events.append(flow)
     return events
 
 
@@ -188,11 +183,9 @@ def build_trace(run: Run, max_step_slices: int = MAX_STEP_SLICES, max_requests: 
         step_count += len(mine["start"])
         slice_count += len(slices[r].first)
     rids = drawn_requests(run, max_requests)
-
-    def replica(rid: int) -> int:
-        return int(replica_of_request[rid]) if replica_of_request is not None else replicas[0]
-
-    events += _request_events(run, rids, lambda rid: pid[replica(rid)], lambda rid: slices.get(replica(rid)))
+    for rid in rids.tolist():
+        replica = int(replica_of_request[rid]) if replica_of_request is not None else replicas[0]
+        events += _request_events(run, rid, pid[replica], slices.get(replica))
     metadata = {
         "servesim_version": __version__, "run": run.name, "source": str(run.path),
         "written_by": run.doc.get("servesim_version"), "kind": run.kind,
