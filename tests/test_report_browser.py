@@ -73,3 +73,23 @@ def test_report_of_a_measured_run_renders(browser, copy_run, tmp_path, expected_
     charts = render(browser, path)
     assert {c["id"]: c["data"] for c in charts} == expected_traces(0, 1)
     assert all(c["drawn"] == c["data"] for c in charts) and browser.errors == []
+
+
+@pytest.mark.parametrize("case", ["one-token answers", "every request rejected"])
+def test_degenerate_runs_render_without_errors(browser, tmp_path, expected_traces, case):
+    """Empty distributions (no TPOT or ITL at all) and runs where nothing completed still draw cleanly."""
+    from servesim.config import make_config
+    from servesim.metrics.io import write_result
+    from servesim.simulate import run_simulation
+
+    settings = (dict(isl=100, osl=1) if case == "one-token answers"
+                else dict(isl=5000, osl=10, max_model_len=4096))
+    run = write_result(run_simulation(make_config({}, qps=1, requests=5, slo_tpot="10ms", **settings)),
+                       tmp_path / "run")
+    path = tmp_path / "r.html"
+    report = write_report([run], path)
+    charts = render(browser, path)
+    assert {c["id"]: c["data"] for c in charts} == expected_traces(1, 1) == report.chart_traces()
+    assert browser.errors == []
+    verdict = browser.evaluate("document.querySelector('td.pass, td.fail').textContent")
+    assert verdict == ("PASS" if case == "one-token answers" else "FAIL")

@@ -226,7 +226,8 @@ def trace_command(
     if json_out:
         sys.stdout.write(json.dumps(meta, indent=1) + "\n")
     elif not quiet:
-        merged = (f", {meta['steps']:,} steps as {meta['step_slices']:,} slices" if meta["steps"] else ", no step log")
+        merged = (", no step log (a measured run)" if meta["kind"] == "measured"
+                  else f", {meta['steps']:,} steps as {meta['step_slices']:,} slices")
         out.print(f"trace: {output} ({meta['bytes'] / 1e6:.1f} MB{merged}, {meta['requests_drawn']:,} of "
                   f"{meta['requests']:,} requests drawn); open it in https://ui.perfetto.dev", highlight=False)
 

@@ -19,8 +19,8 @@ from servesim.report.slo import ReportSLO
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f",
           "#bcbd22")
 PREFILL_COLOR, DECODE_COLOR = "#ff7f0e", "#1f77b4"
-_AXIS = dict(gridcolor="#ebebeb", zerolinecolor="#cfcfcf", linecolor="#bdbdbd", showline=True, ticks="outside",
-             tickcolor="#bdbdbd", automargin=True)
+# no axis lines (showline): plotly.js draws an axis without data as a NaN path, a console error
+_AXIS = dict(gridcolor="#ebebeb", zerolinecolor="#bdbdbd", ticks="outside", tickcolor="#bdbdbd", automargin=True)
 # a few lines of style instead of a stock template: plotly validates a full template for every figure (slow)
 TEMPLATE = dict(layout=dict(paper_bgcolor="white", plot_bgcolor="white", colorway=list(COLORS),
                             font=dict(family="system-ui, sans-serif", size=12, color="#333"),
@@ -45,7 +45,8 @@ def color(i: int) -> str:
 
 
 def _base(fig: go.Figure, height: int) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, height=height, margin=dict(l=60, r=20, t=40, b=40),
+    fig.layout.template = TEMPLATE  # replaces plotly's default template (update_layout would merge into it)
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40),
                       legend=dict(orientation="h", yanchor="bottom", y=1.04, x=0), hovermode="closest")
     return fig
 
@@ -75,7 +76,8 @@ def latency_cdfs(runs: list[Run], slo: ReportSLO) -> Chart:
                                               f"<extra>{run.name}</extra>"),
                           row=k // 2 + 1, col=k % 2 + 1)
     for k, (key, label) in enumerate(LATENCIES):
-        fig.update_xaxes(title_text=f"{label} (ms)", row=k // 2 + 1, col=k % 2 + 1)
+        # from zero: latencies are, and an axis whose values are all equal otherwise has no width
+        fig.update_xaxes(title_text=f"{label} (ms)", rangemode="tozero", row=k // 2 + 1, col=k % 2 + 1)
         fig.update_yaxes(title_text="% at or below", range=[0, 101], row=k // 2 + 1, col=k % 2 + 1)
     for target, row, col, label in ((slo.ttft, 1, 1, "TTFT"), (slo.tpot, 1, 2, "TPOT")):
         if target is not None:

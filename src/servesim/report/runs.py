@@ -57,8 +57,11 @@ class Run:
         return out
 
     def slo(self) -> tuple[float | None, float | None]:
-        slo = self.summary.get("slo") or {}
-        return slo.get("ttft_s"), slo.get("tpot_s")
+        """The run's SLOs: from its summary, or its config where the summary has none (nothing completed)."""
+        slo = self.summary.get("slo")
+        if slo:
+            return slo.get("ttft_s"), slo.get("tpot_s")
+        return self.config.get("slo_ttft"), self.config.get("slo_tpot")
 
     def description(self) -> str:
         meta = self.doc.get("meta") or {}
