@@ -65,6 +65,8 @@ def test_measured_run_without_steps(copy_run, run_dirs):
     assert traces["engine-state"] == 3 and "step-composition-1" in traces and "step-composition-0" not in traces
     engine = next(s for s in report.sections if s.id == "engine-state")
     assert any("measured run, no step log" in n for n in engine.notes)
+    summary = next(s for s in report.sections if s.id == "summary").html
+    assert "<th>kind</th>" in summary and ">measured</td>" in summary and ">simulated</td>" in summary
 
 
 def test_missing_files_are_named(copy_run):

@@ -63,13 +63,15 @@ SUMMARY_COLUMNS = (
 
 def summary_table(runs: list[Run]) -> str:
     by_label = {m[0]: m for m in METRICS}
-    header = ["run", "done / rejected"] + [escape(label) for label, _ in SUMMARY_COLUMNS]
+    kinds = len({run.kind for run in runs}) > 1  # real and simulated side by side: say which is which
+    header = ["run"] + (["kind"] if kinds else []) + ["done / rejected"] + [escape(label) for label, _ in SUMMARY_COLUMNS]
     rows = []
     for run in runs:
         s = run.summary
         r = s.get("requests") or {}
-        cells = [_td(escape(run.name), "name", run.description() + f" ({run.kind})"),
-                 _td(f"{r.get('completed', '-')} / {r.get('rejected', '-')}")]
+        cells = [_td(escape(run.name), "name", run.description() + f" ({run.kind})")]
+        cells += [_td(run.kind, "config")] if kinds else []
+        cells.append(_td(f"{r.get('completed', '-')} / {r.get('rejected', '-')}"))
         for _, metrics in SUMMARY_COLUMNS:
             parts = [_fmt(lookup(s, by_label[m][1]), by_label[m][3], by_label[m][4]) for m in metrics]
             cells.append(_td(" / ".join(parts)))
