@@ -15,7 +15,7 @@ RENDERED = """(() => Array.from(document.querySelectorAll('.js-plotly-plot')).ma
         (p.getAttribute('d') || '').length > 20).length,
     svg: d.querySelectorAll('svg.main-svg').length})))()"""
 
-pytest_plugins = ["report_fixtures"]  # run_dirs, copy_run
+pytest_plugins = ["report_fixtures", "plan_fixtures"]  # run_dirs, copy_run, planner_dirs
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +93,13 @@ def test_degenerate_runs_render_without_errors(browser, tmp_path, expected_trace
     assert browser.errors == []
     verdict = browser.evaluate("document.querySelector('td.pass, td.fail').textContent")
     assert verdict == ("PASS" if case == "one-token answers" else "FAIL")
+
+
+def test_planner_report_renders(browser, planner_dirs, tmp_path):
+    path = tmp_path / "plan.html"
+    report = write_report([planner_dirs["plan"], planner_dirs["no-winner"], planner_dirs["sweep"]], path)
+    charts = render(browser, path)
+    assert {c["id"]: c["data"] for c in charts} == report.chart_traces()
+    assert {"plan-cost-frontier-0", "plan-speed-frontier-0", "plan-curves-0", "plan-curves-1",
+            "sweep-curves-0"} <= {c["id"] for c in charts}
+    assert all(c["drawn"] == c["data"] for c in charts) and browser.errors == []

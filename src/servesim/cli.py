@@ -169,8 +169,8 @@ def _write_report(paths, output: Path, silent: bool, options=None):
 @app.command("report")
 @friendly
 def report_command(
-    runs: list[Path] = typer.Argument(..., help="Result directories (`simulate -o DIR`); several are overlaid "
-                                      "and compared."),
+    runs: list[Path] = typer.Argument(..., help="Result directories of `simulate`, `plan` or `sweep` (-o DIR); "
+                                      "several runs are overlaid and compared."),
     output: Path = typer.Option(Path("report.html"), "-o", "--output", help="The HTML file to write."),
     slo_ttft: Optional[str] = typer.Option(None, help="Judge every run by this TTFT SLO (default: the first run's)."),
     slo_tpot: Optional[str] = typer.Option(None, help="Judge every run by this TPOT SLO (default: the first run's)."),
@@ -179,8 +179,9 @@ def report_command(
     json_out: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout, nothing else."),
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
 ):
-    """Write one self-contained HTML report (opens offline): summary and SLO verdicts, latency CDFs, latency,
-    throughput, goodput, queue, batch and KV cache over time, step composition; several runs overlaid."""
+    """Write one self-contained HTML report (opens offline). Runs: summary and SLO verdicts, latency CDFs,
+    latency, throughput, goodput, queue, batch and KV cache over time, step composition; several overlaid.
+    Plans: the winner, Pareto frontiers, top candidates' throughput-latency curves. Sweeps: table and curves."""
     from servesim.config import parse_duration
     from servesim.report.build import ReportOptions
 
@@ -422,6 +423,7 @@ def sweep(
     executor: str = _ex("executor"), workers: Optional[int] = _ex("workers"), ray_address: Optional[str] = _ex("ray_address"),
     cache: Path = _ex("cache"), no_cache: bool = _ex("no_cache"),
     output: Path = typer.Option(Path("runs/sweep"), "-o", "--output", help="Write sweep.json and sweep.parquet here."),
+    json_out: bool = typer.Option(False, "--json", help="Print sweep.json on stdout, nothing else."),
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
 ):
     """Simulate every combination of a grid of settings (e.g. max_num_seqs x max_num_batched_tokens)."""
@@ -434,7 +436,7 @@ def sweep(
     spec = load_sweep(config)
     store = ResultCache(None if no_cache else cache)
     pool = make_executor(executor, evaluate, workers, ray_address)
-    progress = SearchProgress(err, "simulating grid points", enabled=not quiet)
+    progress = SearchProgress(err, "simulating grid points", enabled=not (quiet or json_out))
     try:
         points, probes, interrupted = run_sweep(spec, pool, store, progress)
     except BaseException:
@@ -446,7 +448,9 @@ def sweep(
         store.close()
     rows = sweep_rows(spec, points, probes)
     write_sweep(spec, rows, output, interrupted)
-    if not quiet:
+    if json_out:
+        sys.stdout.write((output / "sweep.json").read_text())
+    elif not quiet:
         out.print(sweep_table(spec.grid, rows))
         out.print(f"results in {output}/ (sweep.json, sweep.parquet)", highlight=False)
     if interrupted:

@@ -15,6 +15,7 @@ from typing import Callable
 from servesim.errors import ServesimError
 from servesim.report import charts
 from servesim.report.html import Section, page
+from servesim.report.plan_sections import load_plans, load_sweeps, plan_sections, sweep_sections
 from servesim.report.runs import Run, load_runs
 from servesim.report.slo import report_slo
 from servesim.report.tables import comparison_table, slo_table, summary_table
@@ -22,6 +23,8 @@ from servesim.report.tables import comparison_table, slo_table, summary_table
 # (marker file, kind, what writes it), checked in order
 KINDS: tuple[tuple[str, str, str], ...] = (
     ("summary.json", "run", "`servesim simulate -o DIR` or `servesim measure -o DIR`"),
+    ("plan.json", "plan", "`servesim plan -o DIR`"),
+    ("sweep.json", "sweep", "`servesim sweep -o DIR`"),
 )
 
 
@@ -98,11 +101,16 @@ def _details(run: Run) -> str:
 
 
 # kind -> (loader of that kind's directories, section builder); see the module docstring
-SECTION_BUILDERS: dict[str, tuple[Callable, Callable]] = {"run": (load_runs, run_sections)}
+SECTION_BUILDERS: dict[str, tuple[Callable, Callable]] = {
+    "run": (load_runs, run_sections),
+    "plan": (load_plans, plan_sections),
+    "sweep": (load_sweeps, sweep_sections),
+}
 
 
 def progress_steps(paths: list[Path]) -> int:
-    """How many times build_report calls progress: one per input loaded, then one per chart."""
+    """About how many times build_report calls progress: one per input loaded, one per input's charts, and
+    four for the charts runs share."""
     return 2 * len(paths) + 4
 
 

@@ -44,7 +44,7 @@ def color(i: int) -> str:
     return COLORS[i % len(COLORS)]
 
 
-def _base(fig: go.Figure, height: int) -> go.Figure:
+def style(fig: go.Figure, height: int) -> go.Figure:
     fig.layout.template = TEMPLATE  # replaces plotly's default template (update_layout would merge into it)
     fig.update_layout(height=height, margin=dict(l=60, r=20, t=40, b=40),
                       legend=dict(orientation="h", yanchor="bottom", y=1.04, x=0), hovermode="closest")
@@ -87,7 +87,7 @@ def latency_cdfs(runs: list[Run], slo: ReportSLO) -> Chart:
                  "Each curve is a cumulative distribution: read across at 99% to find the p99. A curve further "
                  "left is faster; a long flat top is a tail. Dashed lines are the SLOs. ITL counts every gap "
                  "between two tokens of a request; TPOT is each request's mean gap.",
-                 _base(fig, 620))
+                 style(fig, 620))
 
 
 def latency_over_time(runs: list[Run], slo: ReportSLO) -> Chart:
@@ -117,7 +117,7 @@ def latency_over_time(runs: list[Run], slo: ReportSLO) -> Chart:
     return Chart("latency-over-time", "Latency over time",
                  f"Median (solid) and p99 (dotted) of the requests arriving in each window of "
                  f"{_widths(widths)}. Rising lines mean the server falls behind the load; a gap is a "
-                 "window with no arrivals.", _base(fig, 720))
+                 "window with no arrivals.", style(fig, 720))
 
 
 def throughput_over_time(runs: list[Run], slo: ReportSLO) -> Chart:
@@ -153,7 +153,7 @@ def throughput_over_time(runs: list[Run], slo: ReportSLO) -> Chart:
             "between the two lines is work that missed its SLO.") if slo.defined else ""
     return Chart("throughput-over-time", "Throughput and goodput over time",
                  f"Requests finishing and output tokens produced per second, in windows of {_widths(widths)}."
-                 + good, _base(fig, 560))
+                 + good, style(fig, 560))
 
 
 def _offsets(run: Run, keep: np.ndarray) -> np.ndarray:
@@ -209,7 +209,7 @@ def engine_state(runs: list[Run]) -> Chart | None:
                  f"Duration-weighted mean over the engine steps in each window of {_widths(widths)} (hover for "
                  "the peak), one line per replica. A growing queue with a full KV cache means the replica is "
                  "saturated; a KV cache near 100% with preemptions means requests are being recomputed.",
-                 _base(fig, 620), notes)
+                 style(fig, 620), notes)
 
 
 def step_composition(index: int, run: Run) -> Chart:
@@ -242,7 +242,7 @@ def step_composition(index: int, run: Run) -> Chart:
     return Chart(f"step-composition-{index}", f"Step composition: {run.name}",
                  "Tokens each engine step processes, prompt (prefill) stacked on decode. Under vLLM's single "
                  "token budget a step mixes both: prefill spikes are chunked prompts that slow the decodes "
-                 "sharing their step." + text, _base(fig, 120 + 240 * len(shown)), notes)
+                 "sharing their step." + text, style(fig, 120 + 240 * len(shown)), notes)
 
 
 def _widths(widths: list[float]) -> str:

@@ -42,13 +42,13 @@ def _pct(share) -> str:
     return "-" if share is None else f"{share * 100:.1f}%"
 
 
-def _table(header: list[str], rows: list[list[str]], cls: str) -> str:
+def html_table(header: list[str], rows: list[list[str]], cls: str) -> str:
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(cells) + "</tr>" for cells in rows)
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _td(text: str, cls: str = "", title: str = "") -> str:
+def td(text: str, cls: str = "", title: str = "") -> str:
     attrs = (f' class="{cls}"' if cls else "") + (f' title="{escape(title)}"' if title else "")
     return f"<td{attrs}>{text}</td>"
 
@@ -69,14 +69,14 @@ def summary_table(runs: list[Run]) -> str:
     for run in runs:
         s = run.summary
         r = s.get("requests") or {}
-        cells = [_td(escape(run.name), "name", run.description() + f" ({run.kind})")]
-        cells += [_td(run.kind, "config")] if kinds else []
-        cells.append(_td(f"{r.get('completed', '-')} / {r.get('rejected', '-')}"))
+        cells = [td(escape(run.name), "name", run.description() + f" ({run.kind})")]
+        cells += [td(run.kind, "config")] if kinds else []
+        cells.append(td(f"{r.get('completed', '-')} / {r.get('rejected', '-')}"))
         for _, metrics in SUMMARY_COLUMNS:
             parts = [_fmt(lookup(s, by_label[m][1]), by_label[m][3], by_label[m][4]) for m in metrics]
-            cells.append(_td(" / ".join(parts)))
+            cells.append(td(" / ".join(parts)))
         rows.append(cells)
-    return _table(header, rows, "summary")
+    return html_table(header, rows, "summary")
 
 
 def slo_table(runs: list[Run], slo: ReportSLO) -> str:
@@ -87,18 +87,18 @@ def slo_table(runs: list[Run], slo: ReportSLO) -> str:
     rows = []
     for run in runs:
         v = slo.verdict(run)
-        cells = [_td(escape(run.name), "name", run.description() + f" ({run.kind})")]
-        cells += [_td(_pct(v[key])) for key, target in (("ttft_share", slo.ttft), ("tpot_share", slo.tpot))
+        cells = [td(escape(run.name), "name", run.description() + f" ({run.kind})")]
+        cells += [td(_pct(v[key])) for key, target in (("ttft_share", slo.ttft), ("tpot_share", slo.tpot))
                   if target is not None]
-        cells.append(_td(_pct(v["share"])))
+        cells.append(td(_pct(v["share"])))
         duration = lookup(run.summary, ("throughput", "duration_s"))
         met = v["share"] * len(run.requests["arrival_s"])
-        cells.append(_td(_fmt(met / duration if duration else None, 1, "{:.2f}")))  # under the report's SLOs
-        cells.append(_td("PASS" if v["passed"] else "FAIL", "pass" if v["passed"] else "fail",
+        cells.append(td(_fmt(met / duration if duration else None, 1, "{:.2f}")))  # under the report's SLOs
+        cells.append(td("PASS" if v["passed"] else "FAIL", "pass" if v["passed"] else "fail",
                          f"{_pct(v['share'])} of requests meet {slo.describe()}; the target is "
                          f"{slo.attainment * 100:g}%"))
         rows.append(cells)
-    return _table(header, rows, "slo")
+    return html_table(header, rows, "slo")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
@@ -123,12 +123,12 @@ def comparison_table(runs: list[Run]) -> str:
     header = ["", *(escape(r.name) for r in runs)]
     rows = []
     for key, values in config_differences(runs).items():
-        rows.append([_td(escape(key), "name")] + [_td(escape("-" if v is None else str(v)), "config") for v in values])
+        rows.append([td(escape(key), "name")] + [td(escape("-" if v is None else str(v)), "config") for v in values])
     for label, path, better, scale, fmt in METRICS:
         values = [lookup(r.summary, path) for r in runs]
         if all(v is None for v in values):
             continue
-        cells = [_td(escape(label), "name")]
+        cells = [td(escape(label), "name")]
         b = values[0]
         for i, v in enumerate(values):
             text = _fmt(v, scale, fmt)
@@ -138,6 +138,6 @@ def comparison_table(runs: list[Run]) -> str:
                 text += f' <span class="delta">{change * 100:+.1f}%</span>'
                 if better and abs(change) >= 0.005:
                     cls = "better" if (change < 0) == (better == "lower") else "worse"
-            cells.append(_td(text, cls))
+            cells.append(td(text, cls))
         rows.append(cells)
-    return _table(header, rows, "compare")
+    return html_table(header, rows, "compare")
