@@ -55,3 +55,30 @@ def _expected_traces(runs_with_steps: int, runs: int, slo: bool = True) -> dict[
 @pytest.fixture
 def expected_traces():
     return _expected_traces
+
+
+@pytest.fixture
+def measured_run(copy_run):
+    """A run directory as `servesim measure` writes it (issue 3): the simulator's requests.parquet schema
+    without what a client cannot see (queueing, preemptions: NaN and -1), no steps.parquet, and a summary.json
+    with its own layout (`kind: measured`, request-level `metrics`, no latency percentiles)."""
+    import json
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run = copy_run("light")
+    (run / "steps.parquet").unlink()
+    table = pq.read_table(run / "requests.parquet")
+    n = table.num_rows
+    table = table.set_column(table.column_names.index("queue_s"), "queue_s", pa.array(np.full(n, np.nan)))
+    table = table.set_column(table.column_names.index("preemptions"), "preemptions", pa.array(np.full(n, -1)))
+    pq.write_table(table, run / "requests.parquet")
+    doc = json.loads((run / "summary.json").read_text())
+    measured = {"servesim_version": doc["servesim_version"], "seed": doc["seed"], "kind": "measured",
+                "config": {"url": "http://localhost:8000", "workload": "chat"}, "meta": {"server": {}},
+                "summary": {"metrics": {"completed": float(n)}, "requests": {"total": n, "failed": 0},
+                            "stream": {"events": 0, "tokens": 0}}}
+    (run / "summary.json").write_text(json.dumps(measured))
+    return run

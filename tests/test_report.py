@@ -162,3 +162,20 @@ def test_terminal_summary_explains_itself(run_dirs):
         text = console.export_text()
         assert "verdict (needs 90% attainment)" in text and verdict in text
         assert "TTFT: arrival to first token" in text
+
+
+def test_measured_run_fills_the_same_table(measured_run, run_dirs):
+    """Real vs simulated: a measured run's numbers come from its requests, and equal the simulator's summary
+    where both exist (same requests here), so the two overlay and compare like for like."""
+    measured, simulated = load_run(measured_run), load_run(run_dirs["light"])
+    assert measured.kind == "measured" and simulated.kind == "simulated"
+    for key in ("ttft", "tpot", "e2e", "itl"):
+        for q in ("p50", "p99", "mean"):
+            assert measured.summary["latency_s"][key][q] == pytest.approx(simulated.summary["latency_s"][key][q])
+    assert measured.summary["latency_s"]["queue"]["p99"] is None  # a client cannot see queueing
+    assert measured.summary["throughput"]["requests_per_s"] == pytest.approx(
+        simulated.summary["throughput"]["requests_per_s"])
+    report = build_report([measured_run, run_dirs["light"]])
+    summary = next(s for s in report.sections if s.id == "summary").html
+    p99 = f"{simulated.summary['latency_s']['ttft']['p99'] * 1e3:.1f}"
+    assert summary.count(p99) >= 2 and ">measured</td>" in summary

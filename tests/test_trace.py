@@ -123,13 +123,14 @@ def test_groups_cover_every_step_and_respect_idle_gaps(steps, limit):
         assert set(np.flatnonzero(idle_before[1:]) + 1) <= set(first.tolist())
 
 
-def test_measured_run_has_requests_only(copy_run):
-    run_dir = copy_run("light")
-    (run_dir / "steps.parquet").unlink()
-    trace = build_trace(load_run(run_dir))
+def test_measured_run_has_requests_only(measured_run):
+    trace = build_trace(load_run(measured_run))
     by_ph = check_chrome_trace(trace)
     assert not by_ph["X"] and not by_ph["s"] and by_ph["b"]
     assert trace["metadata"]["kind"] == "measured"
+    names = {ev["name"] for ev in by_ph["b"]}
+    assert "waiting for first token" in names and "queued" not in names  # no queueing time from a client
+    assert not any("preemptions" in ev.get("args", {}) for ev in by_ph["b"])  # -1 means unknown
 
 
 def test_cli_trace(run_dirs, tmp_path):

@@ -7,6 +7,7 @@ servesim adds (`replica`) are used where present and never required.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from servesim.metrics.io import read_result
+from servesim.metrics.latency import distribution
 
 REQUEST_COLUMNS = ("arrival_s", "output_tokens", "ttft_s", "tpot_s", "e2e_s", "queue_s", "first_token_s",
                    "finished_s", "preemptions", "replica")
@@ -31,9 +33,12 @@ class Run:
     itl_values: np.ndarray
     steps: dict[str, np.ndarray] | None  # None for a measured run
 
-    @property
+    @cached_property
     def summary(self) -> dict:
-        return self.doc.get("summary") or {}
+        """summary.json's summary; for a file without latency percentiles (a measured run), the same numbers
+        computed from requests.parquet, so real and simulated runs fill the same table."""
+        own = self.doc.get("summary") or {}
+        return own if own.get("latency_s") else {**own, **request_summary(self.requests, self.itl_values)}
 
     @property
     def config(self) -> dict:
@@ -41,7 +46,7 @@ class Run:
 
     @property
     def kind(self) -> str:
-        return "simulated" if self.steps is not None else "measured"
+        return "measured" if self.doc.get("kind") == "measured" or self.steps is None else "simulated"
 
     def replica_steps(self) -> list[tuple[int | None, dict[str, np.ndarray]]]:
         """The step log per replica, each in time order; one entry (replica None) without a replica column."""
@@ -69,6 +74,22 @@ class Run:
         device = meta.get("device") or self.config.get("gpu", "?")
         workload = (self.doc.get("workload") or {}).get("name") or self.config.get("workload") or "?"
         return f"{model} on {device} TP={self.config.get('tp', '?')}, {workload}"
+
+
+def request_summary(req: dict[str, np.ndarray], itl_values: np.ndarray) -> dict:
+    """Latency distributions, throughput and counts from the per-request columns alone."""
+    done = req["completed"]
+    latency = {name: distribution(req[f"{name}_s"][done]) for name in ("ttft", "tpot", "e2e", "queue")
+               if f"{name}_s" in req}
+    latency["itl"] = distribution(itl_values)
+    out = {"requests": {"total": int(len(done)), "completed": int(done.sum()), "rejected": int((~done).sum())},
+           "latency_s": latency, "throughput": {}}
+    if done.any():
+        duration = float(req["finished_s"][done].max() - req["arrival_s"][done].min())
+        if duration > 0:
+            out["throughput"] = {"duration_s": duration, "requests_per_s": int(done.sum()) / duration,
+                                 "output_tokens_per_s": float(req["output_tokens"][done].sum()) / duration}
+    return out
 
 
 def _numpy(table: pa.Table, names: tuple[str, ...]) -> dict[str, np.ndarray]:

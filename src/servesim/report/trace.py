@@ -124,7 +124,7 @@ def _request_args(req: dict[str, np.ndarray], rid: int) -> dict:
             "ttft_ms": round(float(req["ttft_s"][rid]) * 1e3, 3), "e2e_ms": round(float(req["e2e_s"][rid]) * 1e3, 3)}
     if not np.isnan(req["tpot_s"][rid]):
         args["tpot_ms"] = round(float(req["tpot_s"][rid]) * 1e3, 3)
-    if "preemptions" in req and req["preemptions"][rid]:
+    if "preemptions" in req and req["preemptions"][rid] > 0:  # a measured run writes -1: unknown
         args["preemptions"] = int(req["preemptions"][rid])
     return args
 
