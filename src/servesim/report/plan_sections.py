@@ -215,8 +215,8 @@ def speed_frontier(index: int, plan: Plan) -> Chart:
                                              symbol=[SYMBOLS[bool(r["passed"])] for r in rows]),
                                  text=_hover(rows), hovertemplate="%{text}<br>%{x:.1f} tokens/s per user, "
                                                                   "%{y:,.0f} tokens/s per GPU<extra></extra>"))
-    edge = frontier([r["tokens_per_s_per_user"] for r in rows_all], [r["output_tokens_per_s_per_gpu"] for r in rows_all],
-                    minimize_x=False, minimize_y=False)
+    edge = frontier([r["tokens_per_s_per_user"] for r in rows_all],
+                    [r["output_tokens_per_s_per_gpu"] for r in rows_all], minimize_x=False, minimize_y=False)
     if edge:
         pts = [rows_all[i] for i in edge]
         fig.add_trace(go.Scatter(x=[r["tokens_per_s_per_user"] for r in pts],
@@ -310,7 +310,8 @@ def _sweep_table(sweep: Sweep) -> str:
         cells = [td(escape(str(p.get(k))), "config") for k in grid]
         cells += [td(_num(None if p.get(key) is None else p[key] * scale, fmt)) for key, _, fmt, scale in shown]
         rows.append(cells)
-    return f'<div class="table-wrap">{html_table([escape(k) for k in grid] + [c[1] for c in shown], rows, "sweep")}</div>'
+    header = [escape(k) for k in grid] + [c[1] for c in shown]
+    return f'<div class="table-wrap">{html_table(header, rows, "sweep")}</div>'
 
 
 def _along(points: list[dict], setting: str) -> list[dict]:

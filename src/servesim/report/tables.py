@@ -64,7 +64,8 @@ SUMMARY_COLUMNS = (
 def summary_table(runs: list[Run]) -> str:
     by_label = {m[0]: m for m in METRICS}
     kinds = len({run.kind for run in runs}) > 1  # real and simulated side by side: say which is which
-    header = ["run"] + (["kind"] if kinds else []) + ["done / rejected"] + [escape(label) for label, _ in SUMMARY_COLUMNS]
+    header = (["run"] + (["kind"] if kinds else []) + ["done / rejected"]
+              + [escape(label) for label, _ in SUMMARY_COLUMNS])
     rows = []
     for run in runs:
         s = run.summary
