@@ -23,11 +23,11 @@ class UnitCost:
 
 
 def make_engine(prompts, outputs, prefix_ids=None, prefix_block_tokens=512, cost=None, policy="vllm-v1",
-                use_spans=True, log_schedule=False, **engine):
+                use_spans=True, log_schedule=False, priority=None, client=None, **engine):
     defaults = dict(num_gpu_blocks=1000, block_size=16, max_num_batched_tokens=2048, max_num_seqs=256,
                     max_model_len=8192)
     defaults.update(engine)
-    table = RequestTable(prompts, outputs, prefix_ids, prefix_block_tokens)
+    table = RequestTable(prompts, outputs, prefix_ids, prefix_block_tokens, priority=priority, client=client)
     return ReplicaEngine(EngineConfig(**defaults), cost or UnitCost(), make_policy(policy), table,
                          use_spans=use_spans, log_schedule=log_schedule)
 

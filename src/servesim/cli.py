@@ -66,7 +66,15 @@ def simulate(
     cost_model: Optional[str] = typer.Option(None, help="Step clock: calibrated (fitted kernels) or roofline."),
     kernels: Optional[Path] = typer.Option(None, help="Kernel calibration file from `servesim calibrate --kernels`."),
     interconnect: Optional[str] = typer.Option(None, help="GPU link for TP/PP: nvlink (catalog's) or pcie."),
-    policy: Optional[str] = typer.Option(None, help="Scheduling policy."),
+    policy: Optional[str] = typer.Option(None, help="Scheduling policy: vllm-v1, sarathi, splitfuse, orca, static, sglang, priority, fair (docs/policies.md)."),
+    policy_options: Optional[str] = typer.Option(None, help="Policy knobs KEY=NUMBER,... e.g. new_token_ratio=0.5 (sglang)."),
+    replicas: Optional[int] = typer.Option(None, help="Co-located replicas of --gpu/--tp behind the router."),
+    router: Optional[str] = typer.Option(None, help="round-robin, least-outstanding, least-kv, power-of-two, prefix-affinity."),
+    router_load_cap: Optional[int] = typer.Option(None, help="prefix-affinity: max outstanding requests above the least loaded replica (4)."),
+    prefill_pool: Optional[str] = typer.Option(None, help="Disaggregated prefill pool GPU:TPxN, e.g. h100:1x2."),
+    decode_pool: Optional[str] = typer.Option(None, help="Disaggregated decode pool GPU:TPxN, e.g. h100:1x6."),
+    kv_link: Optional[str] = typer.Option(None, help="KV transfer link between the pools: auto, nvlink, network."),
+    kv_layerwise: Optional[bool] = typer.Option(None, "--kv-layerwise/--no-kv-layerwise", help="Send KV layer by layer during the prefill."),
     workload: Optional[str] = typer.Option(None, help="Built-in workload (see `servesim workloads`)."),
     trace: Optional[Path] = typer.Option(None, help="Replay a trace file (Azure, Vidur, BurstGPT CSV; Mooncake JSONL)."),
     trace_format: Optional[str] = typer.Option(None, help="Trace format if not detected: azure, vidur, burstgpt, mooncake."),
@@ -82,6 +90,7 @@ def simulate(
     think_time: Optional[str] = typer.Option(None, help="Closed loop: pause between answer and next request."),
     requests: Optional[int] = typer.Option(None, help="Number of requests."),
     duration: Optional[str] = typer.Option(None, help="Generate requests for this long at --qps (e.g. 600s, 10m)."),
+    clients: Optional[str] = typer.Option(None, help="Clients NAME:SHARE[:PRIORITY],... e.g. chat:0.3:0,batch:0.7:1."),
     block_size: Optional[int] = typer.Option(None, help="KV block size in tokens (vLLM default 16)."),
     max_num_batched_tokens: Optional[int] = typer.Option(None, help="Token budget per step (default: vLLM's for the GPU)."),
     max_num_seqs: Optional[int] = typer.Option(None, help="Max running requests (default: vLLM's for the GPU)."),
@@ -102,10 +111,11 @@ def simulate(
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
     report: bool = typer.Option(False, "--report", help="Also write report.html (charts, SLO verdicts) into -o DIR."),
 ):
-    """Simulate one vLLM replica serving a workload; print latency, throughput and SLO goodput."""
+    """Simulate a serving deployment (one replica, replicas behind a router, or prefill/decode pools) on a
+    workload; print latency, throughput and SLO goodput."""
     from servesim.config import load_config, make_config
     from servesim.metrics.io import _clean, write_result
-    from servesim.report.terminal import LazyProgress, summary_tables
+    from servesim.report.terminal import LazyProgress, cluster_tables, summary_tables
     from servesim.simulate import run_simulation
     from servesim.workload.build import build_workload
 
@@ -115,7 +125,10 @@ def simulate(
     cfg = make_config(
         file_values, model=model, model_config=str(model_config) if model_config else None, gpu=gpu, tp=tp,
         pp=pp, dtype=dtype, kv_cache_dtype=kv_cache_dtype, engine=engine, cost_model=cost_model,
-        kernels=str(kernels) if kernels else None, interconnect=interconnect, policy=policy, workload=workload,
+        kernels=str(kernels) if kernels else None, interconnect=interconnect, policy=policy,
+        policy_options=policy_options, replicas=replicas, router=router, router_load_cap=router_load_cap,
+        prefill_pool=prefill_pool, decode_pool=decode_pool, kv_link=kv_link, kv_layerwise=kv_layerwise,
+        clients=clients, workload=workload,
         trace=str(trace) if trace else None, trace_format=trace_format, limit=limit, time_scale=time_scale,
         isl=isl, osl=osl, lengths=lengths, arrival=arrival, burstiness=burstiness, qps=qps, concurrency=concurrency,
         think_time=think_time, requests=requests, duration=duration, block_size=block_size,
@@ -142,10 +155,11 @@ def simulate(
         return
     if quiet:
         return
-    title = (f"{result.meta['model']['name']} on {result.meta['device']} TP={cfg.tp} PP={cfg.pp} "
-             f"({cfg.cost_model} clock, {cfg.engine} kernels), {result.workload.name}: {len(wl)} requests")
+    where = ", ".join(result.summary["cluster"]["pools"])
+    title = (f"{result.meta['model']['name']} on {where}" + (f" PP={cfg.pp}" if cfg.pp > 1 else "")
+             + f" ({cfg.cost_model} clock, {cfg.engine} kernels), {cfg.policy}, {result.workload.name}: {len(wl)} requests")
     out.print(f"[bold]{title}[/]")
-    for table in summary_tables(result.summary):
+    for table in summary_tables(result.summary) + cluster_tables(result.summary):
         out.print(table)
     out.print(f"simulated {len(wl)} requests in {wall:.2f} s wall ({len(wl) / wall:,.0f} req/s)", highlight=False)
     if output:

@@ -40,6 +40,15 @@ class RunConfig:
     dtype: str = "bf16"
     kv_cache_dtype: str | None = None
     policy: str = "vllm-v1"
+    policy_options: str | None = None  # KEY=NUMBER,... for the policy (docs/policies.md)
+    # cluster: co-located replicas behind a router, or disaggregated prefill/decode pools (GPU:TPxN)
+    replicas: int = 1
+    router: str = "round-robin"
+    router_load_cap: int = 4
+    prefill_pool: str | None = None
+    decode_pool: str | None = None
+    kv_link: str = "auto"
+    kv_layerwise: bool = False
     # the GPU clock
     cost_model: str = "calibrated"
     engine: str = "vllm"  # whose kernels and host overhead: vllm, sglang, trtllm
@@ -61,6 +70,7 @@ class RunConfig:
     think_time: float = 0.0
     requests: int | None = None
     duration: float | None = None
+    clients: str | None = None
     # engine (vLLM's names; None = vLLM's default for the device)
     block_size: int = 16
     max_num_batched_tokens: int | None = None
@@ -85,7 +95,8 @@ class RunConfig:
 
 _FIELDS = {f.name: f for f in fields(RunConfig)}
 _DURATION_FIELDS = {"slo_ttft", "slo_tpot", "think_time", "duration", "step_overhead"}
-_SECTIONS = {"workload": "", "engine": "", "slo": "slo_"}  # nested YAML sections and their key prefix
+_SECTIONS = {"workload": "", "engine": "", "slo": "slo_", "cluster": ""}  # nested YAML sections and their key prefix
+_POOL_FIELDS = {"prefill_pool", "decode_pool"}
 
 
 def _yaml_lines(path: Path, text: str) -> dict[tuple[str, ...], int]:
@@ -112,6 +123,11 @@ def _yaml_lines(path: Path, text: str) -> dict[tuple[str, ...], int]:
 def _coerce(name: str, value: Any, where: str) -> Any:
     if value is None:
         return None
+    if name in _POOL_FIELDS and isinstance(value, dict):  # {gpu: h100, tp: 2, count: 3} = "h100:2x3"
+        unknown = sorted(set(value) - {"gpu", "tp", "count"})
+        if unknown or "gpu" not in value:
+            raise ServesimError(f"{where}: {name} takes gpu, tp and count (or the string GPU:TPxN), got {sorted(value)}")
+        return f"{value['gpu']}:{value.get('tp', 1)}x{value.get('count', 1)}"
     if name in _DURATION_FIELDS:
         return parse_duration(value, f"{where}: {name}")
     kind = _FIELDS[name].type
@@ -132,8 +148,8 @@ def _coerce(name: str, value: Any, where: str) -> Any:
 
 def load_config(path: str | Path, reserved: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read a run YAML into RunConfig field values. Keys may be flat (`qps: 5`) or grouped under
-    `workload:`, `engine:` and `slo:` (`slo: {ttft: 500ms}`). Top-level keys in `reserved` (a sweep's
-    `grid:`) are left to the caller."""
+    `workload:`, `engine:`, `cluster:` and `slo:` (`slo: {ttft: 500ms}`). Top-level keys in `reserved` (a
+    sweep's `grid:`) are left to the caller."""
     path = Path(path)
     try:
         text = path.read_text()

@@ -1,21 +1,28 @@
-"""Run one simulation from a RunConfig: resolve model, device and memory, build the workload, run, summarise."""
+"""Run one simulation from a RunConfig: resolve model, devices and memory, build the workload and the cluster
+(one replica, co-located replicas behind a router, or disaggregated prefill/decode pools), run, summarise."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 
 from servesim import __version__
-from servesim.cluster.driver import run_replica
+from servesim.cluster.driver import ClusterRun
+from servesim.cluster.replica import Replica
+from servesim.cluster.router import check_router, make_router
+from servesim.cluster.spec import PoolSpec, parse_pool
+from servesim.cluster.transfer import KVTransfer
 from servesim.config import RunConfig
 from servesim.engine.config import EngineConfig, default_scheduler_limits
 from servesim.engine.engine import ReplicaEngine
-from servesim.engine.policies import make_policy
+from servesim.engine.policies import make_policy, parse_policy_options, policy_engine_defaults
 from servesim.engine.requests import RequestTable
-from servesim.errors import ServesimError
+from servesim.errors import ServesimError, choices_error
 from servesim.hardware.catalog import get_device
+from servesim.hardware.links import KV_LINKS, kv_link
+from servesim.metrics.cluster import combine_colocated, combine_disaggregated, cluster_summary
 from servesim.metrics.summary import SLO, summarize
 from servesim.models.catalog import get_model, load_model_config
 from servesim.models.spec import ModelSpec
@@ -32,7 +39,7 @@ INTERCONNECTS = ("nvlink", "pcie")
 @dataclass
 class SimulationResult:
     config: RunConfig
-    engine_config: EngineConfig
+    engine_config: EngineConfig  # the first replica's (the prefill pool's when disaggregated)
     memory: MemoryPlan | None
     workload: Workload
     requests: dict[str, np.ndarray]
@@ -40,6 +47,7 @@ class SimulationResult:
     emits: tuple[np.ndarray, np.ndarray, np.ndarray]
     summary: dict
     meta: dict = field(default_factory=dict)
+    replicas: list[dict] = field(default_factory=list)  # one entry per replica: role, GPU, TP, engine sizes
 
 
 def resolve_model(cfg: RunConfig) -> ModelSpec:
@@ -56,11 +64,14 @@ def resolve_kv_dtype(cfg: RunConfig, model: ModelSpec) -> str:
 
 
 def resolve_engine(cfg: RunConfig, model: ModelSpec, device) -> tuple[EngineConfig, MemoryPlan | None]:
+    """vLLM's engine settings for one replica of cfg.tp x cfg.pp GPUs: the user's, else the policy's, else
+    vLLM's defaults for the device; KV blocks from the memory plan."""
     check_parallelism(model, device, cfg.tp, cfg.pp)
     default_tokens, default_seqs = default_scheduler_limits(device.mem_bytes, device.name)
-    max_batched = cfg.max_num_batched_tokens or default_tokens
-    max_seqs = cfg.max_num_seqs or default_seqs
     max_model_len = cfg.max_model_len or model.max_position_embeddings
+    implied = policy_engine_defaults(cfg.policy, max_model_len)
+    max_batched = cfg.max_num_batched_tokens or implied.get("max_num_batched_tokens") or default_tokens
+    max_seqs = cfg.max_num_seqs or implied.get("max_num_seqs") or default_seqs
     plan = None
     if cfg.num_gpu_blocks is not None:
         blocks = cfg.num_gpu_blocks
@@ -72,7 +83,8 @@ def resolve_engine(cfg: RunConfig, model: ModelSpec, device) -> tuple[EngineConf
                         max_num_seqs=max_seqs, max_model_len=max_model_len,
                         enable_prefix_caching=cfg.enable_prefix_caching,
                         long_prefill_token_threshold=cfg.long_prefill_token_threshold,
-                        enable_chunked_prefill=cfg.enable_chunked_prefill, watermark=cfg.watermark)
+                        enable_chunked_prefill=cfg.enable_chunked_prefill and implied.get("enable_chunked_prefill", True),
+                        watermark=cfg.watermark or implied.get("watermark", 0.0))
     ecfg.validate()
     return ecfg, plan
 
@@ -105,30 +117,113 @@ def make_cost_model(cfg: RunConfig, model: ModelSpec, device, ecfg: EngineConfig
                            interconnect=cfg.interconnect, cuda_graphs=not cfg.enforce_eager)
 
 
+def cluster_pools(cfg: RunConfig) -> list[PoolSpec]:
+    """One co-located pool (`--gpu`, `--tp`, `--replicas`), or the prefill and decode pools."""
+    make_policy(cfg.policy, **parse_policy_options(cfg.policy_options))  # checks name and options up front
+    check_router(cfg.router)
+    if cfg.kv_link not in KV_LINKS:
+        raise choices_error("KV link", cfg.kv_link, KV_LINKS)
+    if cfg.replicas < 1:
+        raise ServesimError(f"--replicas must be >= 1, got {cfg.replicas}")
+    if cfg.router_load_cap < 0:
+        raise ServesimError(f"--router-load-cap must be >= 0, got {cfg.router_load_cap}")
+    if (cfg.prefill_pool is None) != (cfg.decode_pool is None):
+        given = "--prefill-pool" if cfg.prefill_pool else "--decode-pool"
+        raise ServesimError(f"{given} needs its partner: give both --prefill-pool GPU:TPxN and --decode-pool GPU:TPxN")
+    if cfg.prefill_pool is None:
+        return [PoolSpec("colocated", cfg.gpu, cfg.tp, cfg.replicas, cfg.pp)]
+    if cfg.replicas != 1:
+        raise ServesimError("--replicas sizes co-located serving; a disaggregated cluster is sized by "
+                            "--prefill-pool GPU:TPxN and --decode-pool GPU:TPxN")
+    return [parse_pool(cfg.prefill_pool, "prefill", "--prefill-pool", cfg.pp),
+            parse_pool(cfg.decode_pool, "decode", "--decode-pool", cfg.pp)]
+
+
+def _build_pool(cfg: RunConfig, model: ModelSpec, pool: PoolSpec, table: RequestTable, first_index: int):
+    device = get_device(pool.gpu)
+    device.peak_flops(model.dtype)  # fails early for FP8 on a GPU without it
+    cfg = replace(cfg, gpu=pool.gpu, tp=pool.tp)  # the pool's own GPU and TP (PP is the run's)
+    try:
+        ecfg, plan = resolve_engine(cfg, model, device)
+    except ServesimError as e:
+        if pool.role == "colocated":
+            raise
+        # e.g. a decode pool whose KV cache cannot hold one request of max_model_len
+        raise ServesimError(f"{pool.role} pool {pool.label()}: {e}") from None
+    replicas = []
+    for k in range(pool.count):
+        cost = make_cost_model(cfg, model, device, ecfg)
+        engine = ReplicaEngine(ecfg, cost, make_policy(cfg.policy, **parse_policy_options(cfg.policy_options)), table,
+                               replica_id=first_index + k)
+        replicas.append(Replica(first_index + k, pool.role, device.name, pool.tp, engine))
+    return replicas, ecfg, plan, device
+
+
+def _router(cfg: RunConfig, replicas: list[Replica], workload: Workload):
+    capacity = [(r.engine.cfg.num_gpu_blocks - 1) * r.engine.cfg.block_size for r in replicas]
+    return make_router(cfg.router, len(replicas), seed=cfg.seed, prefix_ids=workload.prefix_ids,
+                       prefix_block_tokens=workload.prefix_block_tokens, capacity_tokens=capacity,
+                       load_cap=cfg.router_load_cap)
+
+
+def _table(workload: Workload, max_tokens=None) -> RequestTable:
+    return RequestTable(workload.prompt_len, workload.output_len if max_tokens is None else max_tokens,
+                        workload.prefix_ids, workload.prefix_block_tokens,
+                        priority=None if workload.priority is None else workload.priority.tolist(),
+                        client=None if workload.client is None else workload.client.tolist())
+
+
 def run_simulation(cfg: RunConfig, progress: Callable[[int], None] | None = None,
                    workload: Workload | None = None) -> SimulationResult:
+    """The Python API: a RunConfig (pools, router, policy, workload settings) in, results out. Pass a built
+    `workload` to compare several cluster configurations on identical requests."""
     model = resolve_model(cfg)
-    device = get_device(cfg.gpu)
-    device.peak_flops(model.dtype)  # fails early for FP8 on a GPU without it
-    ecfg, plan = resolve_engine(cfg, model, device)
-    cost = make_cost_model(cfg, model, device, ecfg)
+    pools = cluster_pools(cfg)
     if workload is None:
         workload = build_workload(cfg)
-    table = RequestTable(workload.prompt_len, workload.output_len, workload.prefix_ids, workload.prefix_block_tokens)
-    engine = ReplicaEngine(ecfg, cost, make_policy(cfg.policy), table)
-    run_replica(engine, workload, progress)
-    requests = table.outputs_as_numpy()
-    steps = engine.steps.as_numpy()
-    emits = engine.emits.as_numpy()
+    if len(pools) == 1:
+        table = _table(workload)
+        replicas, ecfg, plan, device = _build_pool(cfg, model, pools[0], table, 0)
+        run = ClusterRun(replicas, _router(cfg, replicas, workload))
+        run.run(workload, progress)
+        requests, steps, emits = combine_colocated(table, replicas, run)
+        devices = [device.name]
+    else:
+        prefill_pool, decode_pool = pools
+        ptable = _table(workload, max_tokens=np.ones(len(workload), dtype=np.int64))  # prefill stops at one token
+        dtable = _table(workload)
+        prefill, ecfg, plan, pdev = _build_pool(cfg, model, prefill_pool, ptable, 0)
+        decode, dcfg, _, ddev = _build_pool(cfg, model, decode_pool, dtable, prefill_pool.count)
+        link = kv_link(cfg.kv_link, pdev, ddev, prefill_pool.gpus + decode_pool.gpus)
+        transfer = KVTransfer(link, model.kv_bytes_per_token(resolve_kv_dtype(cfg, model)), prefill_pool.per_replica,
+                              decode_pool.per_replica, model.num_layers, cfg.kv_layerwise, prefill_pool.count,
+                              decode_pool.count)
+        run = ClusterRun(prefill, _router(cfg, prefill, workload), decode, _router(cfg, decode, workload), transfer)
+        run.run(workload, progress)
+        requests, steps, emits = combine_disaggregated(ptable, dtable, prefill, decode, run)
+        replicas = prefill + decode
+        devices = [pdev.name, ddev.name]
+    if workload.client is not None:
+        requests["client"] = np.asarray(workload.client, dtype=np.int64)
+        requests["priority"] = np.asarray(workload.priority, dtype=np.int64)
     slo = SLO(cfg.slo_ttft, cfg.slo_tpot)
-    summary = summarize(requests, steps, emits, slo, ecfg.num_gpu_blocks - 1)
+    summary = summarize(requests, steps, emits, slo, steps["kv_blocks_usable"])
+    gpus = sum(p.gpus for p in pools)
+    summary.update(cluster_summary(requests, steps, replicas, pools, gpus, summary, workload.client_names))
     meta = {
         "servesim_version": __version__,
         "seed": cfg.seed,
         "model": {"name": model.name, "hf_id": model.hf_id, "params": model.num_params, "dtype": model.dtype},
-        "device": device.name,
+        "device": devices[0] if len(set(devices)) == 1 else " + ".join(devices),
         "cost_model": cfg.cost_model,
         "engine": cfg.engine,
         "policy": cfg.policy,
+        "cluster": {"pools": [{"role": p.role, "gpu": p.gpu, "tp": p.tp, "count": p.count} for p in pools],
+                    "router": cfg.router, "gpus": gpus},
     }
-    return SimulationResult(cfg, ecfg, plan, workload, requests, steps, emits, summary, meta)
+    if len(pools) == 2:
+        meta["cluster"]["kv_link"] = {**link.describe(), "layerwise": cfg.kv_layerwise,
+                                      "bytes_moved": transfer.bytes_moved, "busy_s": transfer.busy_s}
+    return SimulationResult(cfg, ecfg, plan, workload, requests, steps, emits, summary, meta,
+                            [r.describe() for r in replicas])
+

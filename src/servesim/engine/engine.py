@@ -25,6 +25,11 @@ SPAN_CAP = 4096  # longest span computed at once; a longer quiet stretch takes s
 FINISH_LENGTH, FINISH_MODEL_LEN, FINISH_REJECTED = 1, 2, 3
 
 
+def rejects(cfg: EngineConfig, prompt: int, max_tokens: int) -> bool:
+    """vLLM's rejection of a request it cannot serve: an empty or over-long prompt (or prompt + max_tokens)."""
+    return prompt <= 0 or prompt > cfg.max_model_len or (cfg.reject_overlong and prompt + max_tokens > cfg.max_model_len)
+
+
 class ReplicaEngine:
     def __init__(self, cfg: EngineConfig, cost: StepCostModel, policy, requests: RequestTable, replica_id: int = 0,
                  use_spans: bool = True, log_schedule: bool = False):
@@ -39,7 +44,11 @@ class ReplicaEngine:
         self.kv = KVCacheManager(cfg.num_gpu_blocks, bs, cfg.enable_prefix_caching, requests.block_key_fn(bs),
                                  requests.shared_blocks_fn(bs), cfg.watermark)
         self.running: list[int] = []
-        self.waiting: deque[int] = deque()
+        # A policy may order its waiting queue (by priority, by client); vLLM's is first come, first served.
+        make_queue = getattr(policy, "make_waiting_queue", None)
+        self.waiting = make_queue(requests) if make_queue else deque()
+        self.external: dict[int, int] = {}  # request -> prompt tokens whose KV arrived from elsewhere (PD)
+        self.step_kv_used = 0  # blocks in use while the latest step ran (before its finishes freed theirs)
         self.steps = StepLog(cfg.block_size, cost.decode_span)
         self.emits = EmitLog(requests.n)
         self.finished_now: list[int] = []  # requests that finished in the latest step() call
@@ -56,19 +65,22 @@ class ReplicaEngine:
     def busy(self) -> bool:
         return bool(self.running or self.waiting)
 
-    def add(self, rid: int, now: float) -> bool:
-        """A request arrives; False if it is rejected the way vLLM rejects an over-long request."""
+    def add(self, rid: int, now: float, transferred_tokens: int = 0) -> bool:
+        """A request arrives; False if it is rejected the way vLLM rejects an over-long request.
+
+        `transferred_tokens`: in a disaggregated cluster, the prompt tokens whose KV was computed by a prefill
+        replica and sent here; admission then allocates their blocks but computes only the rest."""
         req, cfg = self.req, self.cfg
         req.arrival[rid] = now
-        prompt = req.prompt_len[rid]
-        too_long = prompt > cfg.max_model_len or (cfg.reject_overlong and prompt + req.max_tokens[rid] > cfg.max_model_len)
-        if too_long or prompt <= 0:
+        if rejects(cfg, req.prompt_len[rid], req.max_tokens[rid]):
             req.status[rid] = REJECTED
             req.finish_reason[rid] = FINISH_REJECTED
             req.finished[rid] = now
             self.num_rejected += 1
             return False
         req.status[rid] = WAITING
+        if transferred_tokens:
+            self.external[rid] = transferred_tokens
         self.waiting.append(rid)
         return True
 
@@ -82,8 +94,17 @@ class ReplicaEngine:
         self.waiting.appendleft(rid)
         self.preempted_now.append(rid)
 
+    def ready_tokens(self, rid: int, cached_tokens: int) -> int:
+        """Tokens a waiting request need not compute on admission: its prefix-cache hit, or more when its
+        prompt's KV was transferred here (the last prompt token is always recomputed, as after a full hit)."""
+        if not self.external:
+            return cached_tokens
+        return max(cached_tokens, self.external.get(rid, 0))
+
     def admitted(self, rid: int, cached_tokens: int, now: float) -> None:
         req = self.req
+        if self.external:
+            self.external.pop(rid, None)  # a later preemption recomputes the whole prompt here
         req.num_computed[rid] = cached_tokens
         req.status[rid] = RUNNING
         req.hit_tokens[rid] += cached_tokens
@@ -129,6 +150,8 @@ class ReplicaEngine:
         scheduled = self.policy.schedule(self, now)
         if self.schedule_log is not None:
             self.schedule_log.append((scheduled, list(self.preempted_now)))
+        if not scheduled and not self.preempted_now and not self.running:
+            raise RuntimeError(f"policy {self.policy.name} scheduled nothing with {len(self.waiting)} requests waiting")
         nc, pl, no = req.num_computed, req.prompt_len, req.num_output
         tokens = prefill_seqs = prefill_tokens = prefill_kv = decode_seqs = decode_kv = 0
         pairs = 0
@@ -157,6 +180,7 @@ class ReplicaEngine:
             duration = 0.0
         end = now + duration
         step = len(self.steps)
+        self.step_kv_used = self.kv.num_used
         if emitting:
             self._emit(emitting, step, end)
         self.steps.append(now, duration, tokens, prefill_tokens, tokens - prefill_tokens, num_seqs,
@@ -267,6 +291,7 @@ class ReplicaEngine:
                 done.append((rid, FINISH_MODEL_LEN))
         kv.take(new_blocks)
         b = len(running)
+        self.step_kv_used = kv.num_used
         if done:
             self._finish(done, float(ends[-1]))
         self.steps.append_span(now, k, b, kv_tokens, len(self.waiting), used_before, slack_sorted,

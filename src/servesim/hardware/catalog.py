@@ -29,6 +29,7 @@ class Device:
     link_kind: str = "nvlink"
     network_bandwidth: float = 50e9  # scale-out NIC per GPU (InfiniBand/RoCE), bytes/s per direction
     network_latency: float = 20e-6
+    network_kind: str = "infiniband"  # the scale-out fabric: infiniband, roce, or none (hardware/links.py)
     pcie_bandwidth: float = 64e9
     gpus_per_node: int = 8
     step_overhead: float = 0.0  # engine CPU time per step that does not overlap the GPU (s); calibrated profiles set it
@@ -72,11 +73,13 @@ _CATALOG = {
         Device("b200", 2250e12, 4500e12, 7.7e12, 180 * GiB, 900e9, pcie_bandwidth=128e9, network_bandwidth=100e9,
                sms=148),
         # L40S: 362 TFLOPS BF16 / 733 FP8 dense, 864 GB/s GDDR6, 48 GB, PCIe 4.0 only (no NVLink).
+        # PCIe servers ship with Ethernet NICs: RoCE, 400 GbE per GPU.
         Device("l40s", 362.05e12, 733e12, 864e9, 46068 * 1024**2, 32e9, link_kind="pcie", pcie_bandwidth=32e9,
-               sms=142),
+               sms=142, network_kind="roce"),
         # MI300X: 1307 TFLOPS BF16 / 2615 FP8 dense, 5.3 TB/s HBM3, 192 GB, Infinity Fabric 7 x 64 GB/s per direction.
+        # (AMD's reference MI300X clusters scale out over RoCE, 400 GbE per GPU.)
         Device("mi300x", 1307.4e12, 2614.9e12, 5.3e12, 192 * GiB, 448e9, link_kind="infinity-fabric", vendor="amd",
-               sms=304),
+               sms=304, network_kind="roce"),
     ]
 }
 _ALIASES = {
@@ -131,7 +134,8 @@ def load_device(path: str | Path) -> Device:
     missing = [k for k in required if k not in raw]
     if missing:
         raise ServesimError(f"{path}: missing field {missing[0]!r} (required: {', '.join(required)})")
-    values = {"fp8_flops": 0.0, "link_bandwidth": 0.0, "link_kind": "none", **raw}
+    values = {"fp8_flops": 0.0, "link_bandwidth": 0.0, "link_kind": "none", "network_bandwidth": 0.0,
+              "network_kind": "none", **raw}
     for key, value in values.items():
         if known[key].type in ("float", "int"):
             values[key] = _number(value, path, key)

@@ -21,6 +21,8 @@ from servesim.metrics.latency import itl_lists, request_latencies, step_ends
 
 FINISH_REASONS = np.array(["", "length", "max_model_len", "rejected"])
 RESULT_FILES = ("summary.json", "requests.parquet", "steps.parquet", "config.yaml")
+EXTRA_REQUEST_COLUMNS = {"replica": "replica", "decode_replica": "decode_replica", "client": "client",
+                         "priority": "priority", "prefill_done": "prefill_done_s", "kv_arrived": "kv_arrived_s"}
 
 
 def _clean(x):
@@ -56,6 +58,13 @@ def requests_table(reqs: dict[str, np.ndarray], itl_offsets: np.ndarray, itl_val
         "cached_tokens": reqs["cached_tokens"],
         "finish_reason": FINISH_REASONS[reqs["finish_reason"]],
     }
+    for name in EXTRA_REQUEST_COLUMNS:  # cluster runs: where each request ran, and the disaggregated timeline
+        if name in reqs:
+            columns[EXTRA_REQUEST_COLUMNS[name]] = reqs[name]
+    if "prefill_done" in reqs:
+        from servesim.metrics.cluster import ttft_parts
+
+        columns.update({f"{k}_s": v for k, v in ttft_parts(reqs).items()})
     table = pa.table(columns)
     table = table.append_column("itl_s", itl)
     if replica is not None:
@@ -63,10 +72,10 @@ def requests_table(reqs: dict[str, np.ndarray], itl_offsets: np.ndarray, itl_val
     return table
 
 
-def steps_table(steps: dict[str, np.ndarray], kv_blocks_usable: int) -> pa.Table:
+def steps_table(steps: dict[str, np.ndarray], kv_blocks_usable: int | np.ndarray) -> pa.Table:
     columns = {"step": np.arange(len(steps["start"]), dtype=np.int64), **steps}
     columns["end"] = step_ends(steps)
-    columns["kv_usage"] = steps["kv_blocks_used"] / max(1, kv_blocks_usable)
+    columns["kv_usage"] = steps["kv_blocks_used"] / np.maximum(1, steps.get("kv_blocks_usable", kv_blocks_usable))
     return pa.table(columns)
 
 
@@ -87,6 +96,7 @@ def write_result(result, out_dir: str | Path) -> Path:
         "memory": result.memory.as_dict() if result.memory else None,
         "workload": result.workload.describe(),
         "meta": result.meta,
+        "replicas": getattr(result, "replicas", None) or None,
         "summary": result.summary,
     }
     (out / "summary.json").write_text(json.dumps(_clean(document), indent=1, sort_keys=True) + "\n")

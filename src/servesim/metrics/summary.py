@@ -29,7 +29,8 @@ def time_weighted(values: np.ndarray, durations: np.ndarray) -> float | None:
 
 
 def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, slo: SLO,
-              kv_blocks_usable: int) -> dict:
+              kv_blocks_usable: int | np.ndarray) -> dict:
+    """`kv_blocks_usable`: the replica's usable KV blocks, or one value per step when replicas differ."""
     lat = request_latencies(reqs)
     done = reqs["finish_reason"] != 3
     completed = int(done.sum())
@@ -79,7 +80,7 @@ def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, 
         "hit_rate": float(reqs["cached_tokens"][done].sum() / max(1, prompt_tokens)),
     }
     durations = steps["duration"]
-    usage = steps["kv_blocks_used"] / max(1, kv_blocks_usable)
+    usage = steps["kv_blocks_used"] / np.maximum(1, kv_blocks_usable)
     out["engine"] = {
         "steps": int(len(durations)),
         "busy_s": float(durations.sum()),
@@ -89,6 +90,6 @@ def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, 
         "running_peak": int(steps["running"].max()) if len(durations) else 0,
         "waiting_peak": int(steps["waiting"].max()) if len(durations) else 0,
         "mean_batch_tokens": time_weighted(steps["num_tokens"].astype(float), durations),
-        "last_step_end_s": float(step_ends(steps)[-1]) if len(durations) else 0.0,
+        "last_step_end_s": float(step_ends(steps).max()) if len(durations) else 0.0,
     }
     return out

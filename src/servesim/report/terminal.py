@@ -69,6 +69,55 @@ def summary_tables(summary: dict, title: str = "", slo_attainment: float = 0.9) 
     return tables
 
 
+ROLES = {"colocated": "P+D", "prefill": "P", "decode": "D"}
+
+
+def cluster_tables(summary: dict) -> list[Table]:
+    """Per-replica load, the disaggregated TTFT breakdown and per-client latency, where the run has them."""
+    tables = []
+    reps = summary.get("replicas")
+    if reps:
+        t = Table(title="replicas (TTFT in ms; busy = share of the run spent stepping)", title_justify="left")
+        for col in ("#", "role", "GPU", "TP", "reqs", "TTFT p50", "TTFT p99", "busy", "KV mean", "hits"):
+            t.add_column(col, justify="right")
+        for r in reps:
+            hits = r.get("prefix_hit_rate")
+            t.add_row(str(r["replica"]), ROLES[r["role"]], r["gpu"], str(r["tp"]), str(r["requests"]), _ms(r["ttft_p50_s"]),
+                      _ms(r["ttft_p99_s"]), "-" if r["busy_fraction"] is None else f"{r['busy_fraction'] * 100:.0f}%",
+                      f"{r['kv_usage_mean'] * 100:.0f}%", "-" if hits is None else f"{hits * 100:.1f}%")
+        tables.append(t)
+    parts = summary.get("ttft_breakdown_s")
+    if parts:
+        t = Table(title="TTFT breakdown, disaggregated (ms)", title_justify="left")
+        t.add_column("part")
+        for col in ("mean", "p50", "p99"):
+            t.add_column(col, justify="right")
+        for name, d in parts.items():
+            t.add_row(name.replace("_", " "), *(_ms(d.get(c)) for c in ("mean", "p50", "p99")))
+        tables.append(t)
+    clients = summary.get("clients")
+    if clients:
+        t = Table(title="clients", title_justify="left")
+        for col in ("client", "requests", "TTFT p50 ms", "TTFT p99 ms", "E2E p99 ms", "output share"):
+            t.add_column(col, justify="right")
+        for name, c in clients.items():
+            t.add_row(name, str(c["requests"]), _ms(c["ttft_p50_s"]), _ms(c["ttft_p99_s"]), _ms(c["e2e_p99_s"]),
+                      f"{c['output_token_share'] * 100:.1f}%")
+        tables.append(t)
+    cl = summary.get("cluster")
+    if cl and cl.get("gpus", 1) > 1:
+        t = Table(title="per GPU", title_justify="left", show_header=False)
+        t.add_column("what")
+        t.add_column("value", justify="right")
+        t.add_row("GPUs", str(cl["gpus"]))
+        for key, label in (("requests_per_s_per_gpu", "requests/s per GPU"),
+                           ("output_tokens_per_s_per_gpu", "output tokens/s per GPU"),
+                           ("goodput_requests_per_s_per_gpu", "goodput (requests/s) per GPU")):
+            t.add_row(label, "-" if cl.get(key) is None else f"{cl[key]:.3f}")
+        tables.append(t)
+    return tables
+
+
 class LazyProgress:
     """A progress bar with ETA that appears only once the work has taken over a second."""
 

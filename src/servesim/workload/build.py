@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from servesim.errors import ServesimError
-from servesim.workload import arrivals, lengths, presets, traces
+from servesim.workload import arrivals, clients, lengths, presets, traces
 from servesim.workload.workload import Workload
 
 DEFAULT_REQUESTS = 1000
@@ -13,9 +13,9 @@ DEFAULT_REQUESTS = 1000
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
     """Independent generators per component, so changing one setting does not reshuffle the others."""
-    seqs = np.random.SeedSequence(seed).spawn(3)
+    seqs = np.random.SeedSequence(seed).spawn(4)
     return {"lengths": np.random.default_rng(seqs[0]), "arrivals": np.random.default_rng(seqs[1]),
-            "prefix": np.random.default_rng(seqs[2])}
+            "prefix": np.random.default_rng(seqs[2]), "clients": np.random.default_rng(seqs[3])}
 
 
 def _parse_pair(text: str, what: str) -> tuple[float, float]:
@@ -49,6 +49,16 @@ def _lengths_from_spec(spec: str, n: int, rng: np.random.Generator):
 
 def build_workload(cfg) -> Workload:
     """cfg: a RunConfig (or anything with its workload fields)."""
+    classes = clients.parse_clients(cfg.clients) if getattr(cfg, "clients", None) else None
+    w = _build(cfg)
+    if classes:
+        w.client, w.priority = clients.assign_clients(len(w), classes, _streams(cfg.seed)["clients"])
+        w.client_names = [c.name for c in classes]
+        w.source["clients"] = cfg.clients
+    return w
+
+
+def _build(cfg) -> Workload:
     if cfg.qps is not None and cfg.qps <= 0:
         raise ServesimError(f"--qps must be > 0 req/s, got {cfg.qps}")
     if cfg.concurrency is not None and cfg.concurrency < 1:

@@ -20,6 +20,9 @@ class Workload:
     prefix_ids: list | None = None  # per request: chained ids of its shareable prefix blocks, or None
     prefix_block_tokens: int = 512
     source: dict = field(default_factory=dict)  # how it was made: preset, trace path, parameters, seed
+    client: np.ndarray | None = None  # per request: index into client_names
+    priority: np.ndarray | None = None  # per request: priority class, smaller = more important
+    client_names: list[str] | None = None
 
     def __post_init__(self):
         self.prompt_len = np.asarray(self.prompt_len, dtype=np.int64)
@@ -48,6 +51,10 @@ class Workload:
         self.arrival = self.arrival[order]
         if self.prefix_ids is not None:
             self.prefix_ids = [self.prefix_ids[i] for i in order]
+        if self.client is not None:
+            self.client = self.client[order]
+        if self.priority is not None:
+            self.priority = self.priority[order]
 
     def __len__(self) -> int:
         return len(self.prompt_len)

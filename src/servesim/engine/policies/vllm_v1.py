@@ -55,18 +55,19 @@ class VllmV1Policy:
             num_tokens = pl[rid] + no[rid]
             hits = kv.lookup(rid, num_tokens)
             cached = len(hits) * cfg.block_size
-            n = num_tokens - cached
+            computed = eng.ready_tokens(rid, cached)
+            n = num_tokens - computed
             if 0 < threshold < n:
                 n = threshold
             if not cfg.enable_chunked_prefill and n > budget:
                 break
             n = min(n, budget)
-            if not kv.admit(rid, hits, n, num_tokens, max_model_len, apply_watermark=bool(running)):
+            if not kv.admit(rid, hits, n + computed - cached, num_tokens, max_model_len, apply_watermark=bool(running)):
                 eng.note_blocked(rid)
                 break
             waiting.popleft()
             running.append(rid)
-            eng.admitted(rid, cached, now)
+            eng.admitted(rid, computed, now)
             scheduled.append((rid, n))
             budget -= n
         return scheduled

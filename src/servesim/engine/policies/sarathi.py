@@ -1,0 +1,50 @@
+"""Sarathi-Serve's stall-free batching (Agrawal et al., OSDI 2024).
+
+Each step has a fixed token budget, the chunk size (default 512 tokens). It goes first to the decodes of
+every running request, then to the prefills already in progress (chunked), then to new requests, first come
+first served, the last admitted prompt cut to what is left. Decodes never wait behind a prompt: a prompt
+only ever takes the tokens the decodes left over. Admission, block accounting and recompute preemption are
+vLLM's (Sarathi-Serve is built on vLLM).
+"""
+
+from __future__ import annotations
+
+from servesim.engine.policies.common import admit, all_decoding, fcfs_admission_closed, give_in_order, need
+
+SARATHI_CHUNK = 512
+
+
+class SarathiPolicy:
+    name = "sarathi"
+
+    @staticmethod
+    def engine_defaults(max_model_len: int) -> dict:
+        return {"max_num_batched_tokens": SARATHI_CHUNK}  # the chunk size
+    reserve_full = True  # vLLM's admission: the whole sequence must fit before the first chunk
+
+    def schedule(self, eng, now: float) -> list[tuple[int, int]]:
+        budget = eng.cfg.max_num_batched_tokens
+        scheduled: dict[int, int] = {}
+        # 1. decodes, 2. prefills in progress; in running order within each.
+        decodes = [r for r in eng.running if need(eng, r) == 1]
+        prefills = [r for r in eng.running if need(eng, r) > 1]
+        budget = give_in_order(eng, decodes + prefills, budget, scheduled)
+        if eng.preempted_now:  # as in vLLM, a step that preempted admits nobody
+            return list(scheduled.items())
+        # 3. new requests, first come first served.
+        waiting, running = eng.waiting, eng.running
+        while waiting and budget > 0 and len(running) < eng.cfg.max_num_seqs:
+            rid = waiting[0]
+            n = admit(eng, rid, budget, now, reserve_full=self.reserve_full)
+            if n == 0:
+                break
+            waiting.popleft()
+            running.append(rid)
+            scheduled[rid] = n
+            budget -= n
+        return list(scheduled.items())
+
+    def decode_span_ok(self, eng) -> bool:
+        b = len(eng.running)
+        budget = eng.cfg.max_num_batched_tokens
+        return b <= budget and all_decoding(eng) and fcfs_admission_closed(eng, budget - b)
