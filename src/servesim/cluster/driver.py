@@ -99,17 +99,23 @@ class ClusterRun:
                 progress(done)
 
         answered = self._answered
+        replicas = self.replicas
+        simple_horizon = not source.closed
+        next_arrival = source.next_time
+        inf = math.inf
         while True:
-            t_done = answered[0][0] if answered else math.inf
-            t_src = source.next_time()
-            t_hand = handoffs[0][0] if handoffs else math.inf
-            t_arr = arrivals[0][0] if arrivals else math.inf
-            rep, t_step = None, math.inf
-            for r in self.replicas:
+            t_done = answered[0][0] if answered else inf
+            t_src = next_arrival()
+            t_hand = handoffs[0][0] if handoffs else inf
+            t_arr = arrivals[0][0] if arrivals else inf
+            rep, t_step = None, inf
+            for r in replicas:
                 if r.next_at < t_step and r.engine.busy:
                     rep, t_step = r, r.next_at
-            t_event = min(t_done, t_src, t_hand, t_arr)
-            if t_event <= t_step and t_event < math.inf:
+            t_event = t_src
+            if t_done < t_event or t_hand < t_event or t_arr < t_event:
+                t_event = min(t_done, t_src, t_hand, t_arr)
+            if t_event <= t_step and t_event < inf:
                 now = t_event
                 if t_done == t_event:  # a closed-loop client got its answer: it sends next, in time order
                     at, rid = heapq.heappop(answered)
@@ -139,7 +145,9 @@ class ClusterRun:
             if rep is None:
                 break
             now = t_step
-            end = rep.engine.step(t_step, self._horizon(rep, source, finals), through[rep.index])
+            # open loop, co-located or prefill: only the next arrival can reach the replica
+            horizon = t_src if simple_horizon and rep.role != "decode" else self._horizon(rep, source, finals)
+            end = rep.engine.step(t_step, horizon, through[rep.index])
             rep.next_at = end
             fin = rep.engine.finished_now
             rep.finishing = len(fin)

@@ -49,10 +49,11 @@ class Run:
         return "measured" if self.doc.get("kind") == "measured" or self.steps is None else "simulated"
 
     def replica_steps(self) -> list[tuple[int | None, dict[str, np.ndarray]]]:
-        """The step log per replica, each in time order; one entry (replica None) without a replica column."""
+        """The step log per replica, each in time order; one entry (replica None) without a replica column or
+        with a single replica (every simulate run writes the column)."""
         if self.steps is None:
             return []
-        if "replica" not in self.steps:
+        if "replica" not in self.steps or len(np.unique(self.steps["replica"])) <= 1:
             return [(None, self.steps)]
         out = []
         for r in np.unique(self.steps["replica"]).tolist():
