@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RAY_STAMP := $(VENV)/.installed-ray
 
-.PHONY: demo test test-slow bench bench-plan bench-report clean validate-gpu fit-kernels
+.PHONY: demo test test-slow bench bench-cluster bench-plan bench-report clean validate-gpu fit-kernels
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ fit-kernels: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sim.py
+
+bench-cluster: $(STAMP)
+	$(BIN)/python benchmarks/bench_cluster.py
 
 bench-plan: $(STAMP)
 	$(BIN)/python benchmarks/bench_plan.py

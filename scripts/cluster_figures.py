@@ -1,7 +1,7 @@
 """The figures quoted in docs/policies.md: policies on the chat preset, DistServe's goodput comparison, routers
 on the longctx preset. Roofline clock, Llama-3.1-8B on H100 (H200 where noted). About two minutes on 2 cores.
 
-    .venv/bin/python scripts/cluster_figures.py [policies] [distserve] [routers] [fairness]
+    .venv/bin/python scripts/cluster_figures.py [policies] [distserve] [distserve-calibrated] [routers] [mooncake] [fairness]
 """
 
 from __future__ import annotations
@@ -74,12 +74,49 @@ def distserve() -> None:
             print(f"| {name} | {g:.1f} | {g / gpus:.2f} |")
 
 
+def distserve_calibrated() -> None:
+    """The 8-GPU comparison on the calibrated clock (servesim's default), where Llama-3.1-8B decodes too slowly
+    for a 5 ms TPOT: SLO attainment at fixed rates with TPOT <= 8 ms."""
+    print("\n## SLO attainment, calibrated clock, 8 GPUs, 4096/256 tokens, TTFT 0.5 s, TPOT 8 ms, 300 requests")
+    base = make_config(None, model="llama-3.1-8b", gpu="h100", isl=4096, osl=256, slo_ttft=0.5, slo_tpot=0.008,
+                       arrival="poisson", qps=1.0, requests=300, seed=1, max_model_len=16384,
+                       router="least-outstanding")
+    rows = {"disaggregated 4P(TP1) + 1D(TP4)": dict(prefill_pool="h100:1x4", decode_pool="h100:4x1"),
+            "disaggregated 2P(TP2) + 1D(TP4)": dict(prefill_pool="h100:2x2", decode_pool="h100:4x1")}
+    for tp in (1, 2, 4, 8):
+        for policy in ("vllm-v1", "sarathi"):
+            rows[f"co-located {8 // tp} x TP{tp}, {policy}"] = dict(replicas=8 // tp, tp=tp, policy=policy)
+    rates = (16, 24, 32)
+    print("| configuration | " + " | ".join(f"{r} req/s" for r in rates) + " |")
+    print("|---|" + "---|" * len(rates))
+    for name, kw in rows.items():
+        cells = [run_simulation(replace(base, qps=float(r), **kw)).summary["slo"]["attainment"] for r in rates]
+        print(f"| {name} | " + " | ".join(f"{c:.2f}" for c in cells) + " |")
+
+
 def routers() -> None:
     print("\n## routers, longctx preset at 6 req/s, 600 requests, 4 x H100")
     print("| router | prefix hit rate | TTFT mean ms | TTFT p99 ms |")
     print("|---|---|---|---|")
     base = config(workload="longctx", qps=6, requests=600, seed=5, replicas=4, max_model_len=131072)
     for router in ("round-robin", "least-outstanding", "least-kv", "power-of-two", "prefix-affinity"):
+        s = run_simulation(replace(base, router=router)).summary
+        print(f"| {router} | {s['prefix_cache']['hit_rate'] * 100:.1f}% | {s['latency_s']['ttft']['mean'] * 1e3:.0f} | "
+              f"{s['latency_s']['ttft']['p99'] * 1e3:.0f} |")
+
+
+def mooncake() -> None:
+    from pathlib import Path
+
+    trace = Path(__file__).resolve().parents[2] / "shared/data/traces/mooncake_fast25/conversation_trace.jsonl"
+    if not trace.exists():
+        print(f"\n(skipped: {trace} is absent)")
+        return
+    print("\n## routers, Mooncake conversation trace, first 1500 requests at twice the speed, 4 x H200")
+    print("| router | prefix hit rate | TTFT mean ms | TTFT p99 ms |")
+    print("|---|---|---|---|")
+    base = config(trace=str(trace), limit=1500, time_scale=0.5, gpu="h200", seed=3, replicas=4, max_model_len=131072)
+    for router in ("round-robin", "prefix-affinity"):
         s = run_simulation(replace(base, router=router)).summary
         print(f"| {router} | {s['prefix_cache']['hit_rate'] * 100:.1f}% | {s['latency_s']['ttft']['mean'] * 1e3:.0f} | "
               f"{s['latency_s']['ttft']['p99'] * 1e3:.0f} |")
@@ -99,6 +136,7 @@ def fairness() -> None:
 if __name__ == "__main__":
     import sys
 
-    parts = {"policies": policies, "distserve": distserve, "routers": routers, "fairness": fairness}
+    parts = {"policies": policies, "distserve": distserve, "distserve-calibrated": distserve_calibrated,
+             "routers": routers, "mooncake": mooncake, "fairness": fairness}
     for name in sys.argv[1:] or parts:
         parts[name]()
