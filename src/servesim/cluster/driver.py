@@ -1,10 +1,11 @@
 """Run a cluster: one global, time-ordered loop over arrivals, KV transfers and replica steps.
 
-Every replica advances in whole steps (or exact decode spans). Events are handled in time order, arrivals
-before steps at equal times, so a router sees every replica as it stands at the arrival instant. A
-replica's span may not run past the earliest moment a new request could reach it (its horizon): the next
-arrival; in a closed loop, the next step end of any other replica that could finish a request and make its
-client send again; for a decode replica, also the next KV transfer or prefill that could end.
+Every replica advances in whole steps or exact decode spans. A span is planned as far as the replica alone
+can see (its first finish, its free KV blocks) and applied lazily: when a request reaches the replica midway,
+the span is cut at the step then running, so the request joins the next step exactly as it would have
+stepping one by one. Replicas nobody sends to are never touched, however many arrivals go elsewhere.
+Events are handled in time order, outside events before steps at equal times, so a router sees every
+replica as it stands at the arrival instant.
 """
 
 from __future__ import annotations
@@ -73,49 +74,40 @@ class ClusterRun:
         self._handoffs: list[tuple[float, int, int]] = []  # (prefill end, request, prefill replica)
         self._arrivals: list[tuple[float, int, int]] = []  # (KV arrived, request, decode replica)
         self._answered: list[tuple[float, int]] = []  # closed loop: (finished, request) not yet told to the client
+        self._events: list[tuple[float, int, int]] = []  # (time, version, replica): its work in flight ends
+        self._version = [0] * len(self.replicas)
+        self._closed = False
+        self._lone = False
+        self._next_arrival: Callable[[], float] = lambda: math.inf
+        self._done = 0
+        self._progress = None
+        self._report_every = 1
 
     def run(self, workload: Workload, progress: Callable[[int], None] | None = None) -> float:
         source = ArrivalSource(workload)
+        self._closed = source.closed
+        self._next_arrival = source.next_time
+        self._lone = len(self.entry) == 1
+        self._progress = progress
+        self._report_every = max(1, len(workload) // 200)
         disagg = bool(self.decode)
-        finals = self.decode if disagg else self.entry  # replicas whose finishes answer a client
         decode_cfg = self.decode[0].engine.cfg if disagg else None
         dreq = self.decode[0].engine.req if disagg else None
-        handoffs, arrivals = self._handoffs, self._arrivals
-        # A span may run on past requests finishing when nothing depends on when they finish: no client
-        # waits to send (open loop) and the replica's router does not look at its load (round robin, or alone).
-        through = [not source.closed and r.role != "prefill"
-                   and (getattr(self.decode_router if r.role == "decode" else self.router, "stateless", False)
-                        or len(self.decode if r.role == "decode" else self.entry) == 1)
-                   for r in self.replicas]
-        report_every = max(1, len(workload) // 200)
-        done = 0
-        now = 0.0
-
-        def finished(count: int) -> None:
-            nonlocal done
-            before = done
-            done += count
-            if progress is not None and done // report_every != before // report_every:
-                progress(done)
-
-        answered = self._answered
-        replicas = self.replicas
-        simple_horizon = not source.closed
+        handoffs, arrivals, answered, events = self._handoffs, self._arrivals, self._answered, self._events
+        version, replicas = self._version, self.replicas
         next_arrival = source.next_time
         inf = math.inf
+        now = 0.0
         while True:
+            while events and events[0][1] != version[events[0][2]]:
+                heapq.heappop(events)  # rescheduled since
+            t_step = events[0][0] if events else inf
             t_done = answered[0][0] if answered else inf
             t_src = next_arrival()
             t_hand = handoffs[0][0] if handoffs else inf
             t_arr = arrivals[0][0] if arrivals else inf
-            rep, t_step = None, inf
-            for r in replicas:
-                if r.next_at < t_step and r.engine.busy:
-                    rep, t_step = r, r.next_at
-            t_event = t_src
-            if t_done < t_event or t_hand < t_event or t_arr < t_event:
-                t_event = min(t_done, t_src, t_hand, t_arr)
-            if t_event <= t_step and t_event < inf:
+            t_event = min(t_done, t_src, t_hand, t_arr)
+            if t_event <= t_step and t_event < inf:  # outside events first at equal times
                 now = t_event
                 if t_done == t_event:  # a closed-loop client got its answer: it sends next, in time order
                     at, rid = heapq.heappop(answered)
@@ -126,15 +118,17 @@ class ClusterRun:
                         self.rejected_upfront.append(rid)
                         self.entry[0].engine.req.arrival[rid] = at
                         source.done(rid, at)
-                        finished(1)
+                        self._count(1)
                         continue
+                    self._bring_up_to(self.entry, at)
                     i = self.router.choose(rid, self.entry, at)
                     self.routed[rid] = i
                     if not self._deliver(self.entry[i], rid, at):
                         source.done(rid, at)
-                        finished(1)
+                        self._count(1)
                 elif t_hand == t_event:
                     at, rid, p = heapq.heappop(handoffs)
+                    self._bring_up_to(self.decode, at)
                     self._hand_over(rid, p, at)
                 else:
                     at, rid, d = heapq.heappop(arrivals)
@@ -142,34 +136,77 @@ class ClusterRun:
                     target.incoming -= 1
                     self._deliver(target, rid, at, dreq.prompt_len[rid] - 1)
                 continue
-            if rep is None:
+            if not events:
                 break
-            now = t_step
-            # open loop, co-located or prefill: only the next arrival can reach the replica
-            horizon = t_src if simple_horizon and rep.role != "decode" else self._horizon(rep, source, finals)
-            end = rep.engine.step(t_step, horizon, through[rep.index])
-            rep.next_at = end
-            fin = rep.engine.finished_now
-            rep.finishing = len(fin)
-            if fin:
-                if rep.role == "prefill":
-                    for rid in fin:
-                        heapq.heappush(handoffs, (end, rid, rep.index))
-                else:
-                    if source.closed:  # finish times differ within a span: queue them in time order
-                        for rid in fin:
-                            heapq.heappush(answered, (float(rep.engine.req.finished[rid]), rid))
-                    finished(len(fin))
+            now, _, i = heapq.heappop(events)
+            rep = replicas[i]
+            if rep.engine.pending is not None:
+                self._settle(rep, inf)
+            if rep.engine.busy:
+                self._start(rep, now)
         if progress is not None:
-            progress(done)
+            progress(self._done)
         return now
 
-    @staticmethod
-    def _deliver(rep: Replica, rid: int, at: float, transferred: int = 0) -> bool:
-        was_busy = rep.engine.busy
-        ok = rep.engine.add(rid, at, transferred)
+    # --- replica work ---
+
+    def _schedule(self, rep: Replica, at: float) -> None:
+        self._version[rep.index] += 1
+        heapq.heappush(self._events, (at, self._version[rep.index], rep.index))
+
+    def _start(self, rep: Replica, now: float) -> None:
+        # A lone co-located replica gets every arrival: plan its span only up to the next one.
+        lone = self._lone and rep.role == "colocated"
+        hint = self._next_arrival() if lone else math.inf
+        end = rep.engine.start(now, hint, through_finishes=lone and not self._closed)
+        rep.next_at = end
+        rep.finishing = len(rep.engine.finished_now)  # a single step already applied its finishes
+        self._collect(rep, end)
+        self._schedule(rep, end)
+
+    def _settle(self, rep: Replica, until: float) -> None:
+        """Apply the replica's pending span up to the step in flight at `until`."""
+        end = rep.engine.settle(until)
+        rep.next_at = end
+        rep.finishing = len(rep.engine.finished_now)
+        self._collect(rep, end)
+        self._schedule(rep, end)
+
+    def _bring_up_to(self, pool: list[Replica], at: float) -> None:
+        """Spans that end exactly at `at` are over by then: a router looking at `at` sees their finishes."""
+        for rep in pool:
+            if rep.engine.pending is not None and rep.next_at <= at:
+                self._settle(rep, at)
+
+    def _collect(self, rep: Replica, end: float) -> None:
+        fin = rep.engine.finished_now
+        if not fin:
+            return
+        if rep.role == "prefill":
+            for rid in fin:
+                heapq.heappush(self._handoffs, (end, rid, rep.index))
+            return
+        if self._closed:  # finish times differ within a span: answer clients in time order
+            finished = rep.engine.req.finished
+            for rid in fin:
+                heapq.heappush(self._answered, (finished[rid], rid))
+        self._count(len(fin))
+
+    def _count(self, n: int) -> None:
+        before = self._done
+        self._done += n
+        if self._progress is not None and self._done // self._report_every != before // self._report_every:
+            self._progress(self._done)
+
+    def _deliver(self, rep: Replica, rid: int, at: float, transferred: int = 0) -> bool:
+        eng = rep.engine
+        if eng.pending is not None:  # cut the span at the step running now: the next step sees the request
+            self._settle(rep, at)
+        was_busy = eng.busy
+        ok = eng.add(rid, at, transferred)
         if ok and not was_busy:
             rep.next_at = max(rep.next_at, at)
+            self._schedule(rep, rep.next_at)
         return ok
 
     def _hand_over(self, rid: int, p: int, at: float) -> None:
@@ -182,24 +219,6 @@ class ClusterRun:
         preq = self.entry[p].engine.req
         arrive = self.transfer.send(preq.prompt_len[rid], p, d, preq.first_scheduled[rid], at)
         heapq.heappush(self._arrivals, (arrive, rid, d))
-
-    def _horizon(self, rep: Replica, source: ArrivalSource, finals: list[Replica]) -> float:
-        h = source.next_time()
-        if source.closed:
-            if self._answered:
-                h = min(h, self._answered[0][0] + source.think)
-            for r in finals:
-                if r is not rep and r.engine.busy and r.next_at + source.think < h:
-                    h = r.next_at + source.think
-        if rep.role == "decode":
-            if self._arrivals:
-                h = min(h, self._arrivals[0][0])
-            if self._handoffs:
-                h = min(h, self._handoffs[0][0])
-            for r in self.entry:
-                if r.engine.busy and r.next_at < h:
-                    h = r.next_at
-        return h
 
 
 def run_replica(engine, workload: Workload, progress: Callable[[int], None] | None = None) -> float:

@@ -12,7 +12,7 @@ class Replica:
     gpu: str
     tp: int
     engine: object  # ReplicaEngine
-    next_at: float = 0.0  # when its next step may start: the end of the step in flight
+    next_at: float = 0.0  # when its next step may start: the end of the step (or planned span) in flight
     finishing: int = 0  # requests the step in flight finishes at next_at (the engine already applied it)
     incoming: int = 0  # requests routed here whose KV is still on the link
 
@@ -24,8 +24,12 @@ class Replica:
         return n + self.finishing if now < self.next_at else n
 
     def kv_usage(self, now: float) -> float:
-        kv = self.engine.kv
-        used = self.engine.step_kv_used if now < self.next_at else kv.num_used
+        eng = self.engine
+        kv = eng.kv
+        if eng.pending is not None:
+            used = eng.kv_used_at(now)
+        else:
+            used = eng.step_kv_used if now < self.next_at else kv.num_used
         return used / kv.num_usable if kv.num_usable else 0.0
 
     def describe(self) -> dict:

@@ -11,7 +11,9 @@ in closed form, exactly equal to stepping one by one.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 
@@ -21,13 +23,21 @@ from servesim.engine.logs import EmitLog, StepLog
 from servesim.engine.requests import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
 from servesim.perf.base import StepCostModel, StepShape, decode_span_until
 
-SPAN_CAP = 4096  # longest span computed at once; a longer quiet stretch takes several
+SPAN_CHUNK = 256  # most steps one span plans; a longer quiet stretch takes several
 FINISH_LENGTH, FINISH_MODEL_LEN, FINISH_REJECTED = 1, 2, 3
 
 
 def rejects(cfg: EngineConfig, prompt: int, max_tokens: int) -> bool:
     """vLLM's rejection of a request it cannot serve: an empty or over-long prompt (or prompt + max_tokens)."""
     return prompt <= 0 or prompt > cfg.max_model_len or (cfg.reject_overlong and prompt + max_tokens > cfg.max_model_len)
+
+
+class SpanPlan(NamedTuple):
+    start: float
+    kv_tokens: int  # KV read by the span's first step
+    ends: list  # end time of each step
+    slack: list  # per running request, sorted: decode steps before it needs a new KV block
+    kv_used: int  # blocks in use before the span
 
 
 class ReplicaEngine:
@@ -49,7 +59,7 @@ class ReplicaEngine:
         self.waiting = make_queue(requests) if make_queue else deque()
         self.external: dict[int, int] = {}  # request -> prompt tokens whose KV arrived from elsewhere (PD)
         self.step_kv_used = 0  # blocks in use while the latest step ran (before its finishes freed theirs)
-        self.steps = StepLog(cfg.block_size, cost.decode_span)
+        self.steps = StepLog(cfg.block_size, cost)
         self.emits = EmitLog(requests.n)
         self.finished_now: list[int] = []  # requests that finished in the latest step() call
         self.preempted_now: list[int] = []  # requests preempted in the latest step
@@ -58,6 +68,7 @@ class ReplicaEngine:
         self.num_finished = 0
         self.num_rejected = 0
         self._blocked = (-1, -1)  # (waiting head, kv.num_frees) when the head last failed to get blocks
+        self.pending: SpanPlan | None = None  # a planned span not yet applied
 
     # --- what policies and drivers use ---
 
@@ -121,29 +132,57 @@ class ReplicaEngine:
 
     # --- stepping ---
 
-    def step(self, now: float, horizon: float = math.inf, through_finishes: bool = False) -> float:
-        """Run one step, or a span of quiet decode steps, from `now`; return the end time.
+    def start(self, now: float, hint: float = math.inf, through_finishes: bool = False) -> float:
+        """Begin the next unit of work at `now` and return when it ends.
 
-        A span stops after the first step that ends at or after `horizon` (the next arrival). With
-        `through_finishes` (safe when a finish creates no arrival, i.e. open loop) a span continues past
-        requests finishing as long as the policy still certifies quiet decoding.
+        A single step is applied at once (its finishes are in `finished_now`). A span of quiet decode steps is
+        only planned: it stays `pending` until `settle`, so that a request arriving midway can cut it at the
+        step then running, exactly as if the steps had been taken one by one. `hint`, when the caller knows
+        the next request is due then, stops planning after the step crossing it (planning further is waste).
+        With `through_finishes` (the caller knows nothing arrives before `hint` and nobody waits on a finish)
+        spans that end before `hint` because requests finish are applied at once and decoding goes on.
         """
         self.finished_now = []
         self.preempted_now = []
-        if not (self.use_spans and self.running and self.policy.decode_span_ok(self)):
-            return self._step(now)
-        end = self._span(now, horizon)
-        if end is None:
-            return self._step(now)
-        finished_before = 0  # continue only after a span that ended because requests finished
-        while (through_finishes and len(self.finished_now) > finished_before and end < horizon and self.running
-               and self.policy.decode_span_ok(self)):
-            finished_before = len(self.finished_now)
-            following = self._span(end, horizon)
-            if following is None:
+        while self.use_spans and self.running and self.policy.decode_span_ok(self):
+            plan = self._plan_span(now, hint)
+            if plan is None:
                 break
-            end = following
-        return end
+            end = plan.ends[-1]
+            if not (through_finishes and end < hint and not self.waiting):
+                self.pending = plan
+                return end
+            finished = len(self.finished_now)
+            self._apply_span(len(plan.ends), plan.start, plan.kv_tokens, plan.ends, plan.slack)
+            if len(self.finished_now) == finished:  # stopped by the KV blocks: the next step may preempt
+                return end
+            now = end
+        if self.finished_now:  # decoding stopped being quiet right after a span: the next unit starts there
+            return now
+        return self._step(now)
+
+    def settle(self, until: float = math.inf) -> float:
+        """Apply the pending span up to the step in flight at `until` (all of it by default); return that
+        step's end. A step ending exactly at `until` is done: the next step would start then."""
+        plan = self.pending
+        self.pending = None
+        self.finished_now = []
+        ends = plan.ends
+        k = 1 + bisect_left(ends, until, 0, len(ends) - 1)
+        self._apply_span(k, plan.start, plan.kv_tokens, ends[:k] if k < len(ends) else ends, plan.slack)
+        return ends[k - 1]
+
+    def step(self, now: float, horizon: float = math.inf) -> float:
+        """One unit of work from `now`, a span cut after the step that ends at or after `horizon`."""
+        end = self.start(now)
+        return self.settle(horizon) if self.pending is not None else end
+
+    def kv_used_at(self, now: float) -> int:
+        """KV blocks in use at `now` while a span is pending: each started step has taken its blocks."""
+        plan = self.pending
+        started = 1 + bisect_left(plan.ends, now, 0, len(plan.ends) - 1)
+        rounds, within = divmod(started - 1, self.cfg.block_size)
+        return plan.kv_used + len(plan.slack) * rounds + bisect_right(plan.slack, within)
 
     def _step(self, now: float) -> float:
         req = self.req
@@ -218,15 +257,16 @@ class ReplicaEngine:
 
     # --- quiet decode spans ---
 
-    def _span(self, now: float, horizon: float) -> float | None:
-        """Advance k >= 2 pure-decode steps at once, or return None to let a normal step run."""
+    def _plan_span(self, now: float, horizon: float) -> "SpanPlan | None":
+        """The decode steps that can run before anything changes: until the first request stops or the free
+        KV blocks run out (SPAN_CHUNK at most); None if not even one."""
         req, cfg, kv = self.req, self.cfg, self.kv
         running = self.running
         nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens
         bs = cfg.block_size
         mml = cfg.max_model_len
         # Steps until the first request stops (it stops at the end of that step).
-        k_max = SPAN_CAP
+        k_max = SPAN_CHUNK
         kv_tokens = 0
         for r in running:
             left = mt[r] - no[r]
@@ -235,8 +275,6 @@ class ReplicaEngine:
             if left < k_max:
                 k_max = left
             kv_tokens += nc[r]
-        if k_max < 2:
-            return None
         # Steps until the blocks run out: request r needs a block after `slack` more tokens, then every bs.
         n_blocks = kv.n_blocks
         slack = sorted([n_blocks[r] * bs - nc[r] for r in running])
@@ -245,15 +283,11 @@ class ReplicaEngine:
         k_kv = slack[free % b] + (free // b) * bs
         if k_kv < k_max:
             k_max = k_kv
-            if k_max < 2:
+            if k_max < 1:
                 return None
         kv_tokens += b
-        durations, ends = decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon)
-        k = len(durations)
-        if k < 2:
-            return None
-        self._apply_span(k, now, kv_tokens, ends, slack)
-        return float(ends[-1])
+        ends = decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon)
+        return SpanPlan(now, kv_tokens, ends, slack, kv.num_used)
 
     def _apply_span(self, k: int, now: float, kv_tokens: int, ends, slack_sorted: list[int]) -> None:
         req, cfg, kv = self.req, self.cfg, self.kv
@@ -267,32 +301,36 @@ class ReplicaEngine:
             self.schedule_log.extend((entry, []) for _ in range(k))
         used_before = kv.num_used
         n_blocks = kv.n_blocks
-        n_hashed = kv.n_hashed if kv.enable_caching else None
+        n_hashed = kv.n_hashed if kv.enable_caching else {}  # without caching nothing is hashed: a scratch dict
         new_blocks = 0
         done = []
-        emit_range = self.emits.emit_range
+        emits = self.emits
+        last_emit, range_start = emits.last, emits.first
         first_token = req.first_token
-        for rid in running:
+        continuing = first_step - 1
+        for rid in running:  # the hot loop: EmitLog.emit_range inlined
             c = nc[rid] + k
             grow = -(-c // bs) - n_blocks[rid]
             if grow > 0:
                 n_blocks[rid] += grow
                 new_blocks += grow
-            if n_hashed is not None:
-                n_hashed[rid] = c // bs
+            n_hashed[rid] = c // bs
             nc[rid] = c
-            no[rid] += k
-            emit_range(rid, first_step, last_step)
-            if first_token[rid] < 0:  # its last prompt token was the one pending
-                first_token[rid] = float(ends[0])
-            if no[rid] >= mt[rid]:
+            out = no[rid] = no[rid] + k
+            if last_emit[rid] != continuing:
+                emits.close_range(rid)
+                range_start[rid] = first_step
+                if first_token[rid] < 0:  # its last prompt token was the one pending
+                    first_token[rid] = ends[0]
+            last_emit[rid] = last_step
+            if out >= mt[rid]:
                 done.append((rid, FINISH_LENGTH))
-            elif pl[rid] + no[rid] >= mml:
+            elif pl[rid] + out >= mml:
                 done.append((rid, FINISH_MODEL_LEN))
         kv.take(new_blocks)
         b = len(running)
         self.step_kv_used = kv.num_used
         if done:
-            self._finish(done, float(ends[-1]))
-        self.steps.append_span(now, k, b, kv_tokens, len(self.waiting), used_before, slack_sorted,
+            self._finish(done, ends[-1])
+        self.steps.append_span(now, ends, b, kv_tokens, len(self.waiting), used_before, slack_sorted,
                                len(self.running), kv.num_used)

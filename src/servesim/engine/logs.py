@@ -20,20 +20,20 @@ FLOAT_COLUMNS = ("start", "duration")
 class StepLog:
     """Steps as rows; a decode span as one compact record, expanded into rows only when the log is read.
 
-    A span's step times are not stored: `span_durations(batch, kv_tokens, steps)` (the cost model's
-    decode_span, bit-identical to its single steps) recomputes them, and the ends are the same sequential
-    sums the clock made.
+    A span's step ends are kept (the clock's own sums); its step durations are recomputed on read by the cost
+    model (`decode_times`, else `decode_span`), which gives them bit for bit as single steps would.
     """
 
     SPAN_FIELDS = ("first", "steps", "batch", "kv_tokens", "waiting", "kv_used_before", "running_after",
                    "kv_used_after", "slack_count")
 
-    def __init__(self, block_size: int, span_durations):
+    def __init__(self, block_size: int, cost):
         self.block_size = block_size
-        self._span_durations = span_durations
+        self._cost = cost
         self._rows = [array("d" if name in FLOAT_COLUMNS else "q") for name in STEP_COLUMNS]
-        self._spans = {name: array("q") for name in self.SPAN_FIELDS}
+        self._span_fields = array("q")  # SPAN_FIELDS of each span, interleaved
         self._span_start = array("d")
+        self._span_ends = array("d")  # every span step's end, concatenated
         self._slack = array("q")  # every span's requests' block slack, concatenated
         self._count = 0
 
@@ -46,14 +46,15 @@ class StepLog:
             column.append(value)
         self._count += 1
 
-    def append_span(self, start: float, steps: int, batch: int, kv_tokens: int, waiting: int, kv_used_before: int,
-                    slack: list[int], running_after: int, kv_used_after: int) -> None:
-        """`steps` pure-decode steps of `batch` requests from `start`, the first reading `kv_tokens` KV tokens.
-        Request r takes a KV block after slack[r] + 1 steps and then every block_size steps."""
-        values = (self._count, steps, batch, kv_tokens, waiting, kv_used_before, running_after, kv_used_after, len(slack))
-        for name, value in zip(self.SPAN_FIELDS, values):
-            self._spans[name].append(value)
+    def append_span(self, start: float, ends: list[float], batch: int, kv_tokens: int, waiting: int,
+                    kv_used_before: int, slack: list[int], running_after: int, kv_used_after: int) -> None:
+        """Pure-decode steps of `batch` requests from `start`, ending at `ends`, the first reading `kv_tokens`
+        KV tokens. Request r takes a KV block after slack[r] + 1 steps and then every block_size steps."""
+        steps = len(ends)
+        self._span_fields.extend((self._count, steps, batch, kv_tokens, waiting, kv_used_before, running_after,
+                                  kv_used_after, len(slack)))
         self._span_start.append(start)
+        self._span_ends.extend(ends)
         self._slack.extend(slack)
         self._count += steps
 
@@ -67,7 +68,8 @@ class StepLog:
         return out
 
     def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray) -> None:
-        sp = {name: np.frombuffer(column, dtype=np.int64) for name, column in self._spans.items()}
+        fields = np.frombuffer(self._span_fields, dtype=np.int64).reshape(-1, len(self.SPAN_FIELDS))
+        sp = {name: np.ascontiguousarray(fields[:, i]) for i, name in enumerate(self.SPAN_FIELDS)}
         first, lengths, b = sp["first"], sp["steps"], sp["batch"]
         n = len(first)
         offsets = np.cumsum(lengths) - lengths
@@ -75,14 +77,8 @@ class StepLog:
         within = np.arange(int(lengths.sum())) - offsets[span_of]  # 0-based step within its span
         index = first[span_of] + within
         is_row[index] = False
-        durations = np.concatenate([self._span_durations(int(bb), int(kv), int(k))
-                                    for bb, kv, k in zip(b, sp["kv_tokens"], lengths)])
-        # The clock's sums: each span's first step starts at its recorded start, then sequential additions.
-        seeded = durations.copy()
-        seeded[offsets] += np.frombuffer(self._span_start, dtype=np.float64)
-        ends = np.empty_like(seeded)
-        for lo, k in zip(offsets.tolist(), lengths.tolist()):
-            np.cumsum(seeded[lo:lo + k], out=ends[lo:lo + k])
+        durations = self._span_durations(b, sp["kv_tokens"], lengths, span_of, within)
+        ends = np.frombuffer(self._span_ends, dtype=np.float64)
         starts = np.empty_like(ends)
         starts[1:] = ends[:-1]
         starts[offsets] = np.frombuffer(self._span_start, dtype=np.float64)
@@ -107,6 +103,24 @@ class StepLog:
         out["kv_blocks_used"][last] = sp["kv_used_after"]
 
 
+    def _span_durations(self, batch, kv_tokens, lengths, span_of, within) -> np.ndarray:
+        """Every span step's duration: step j of a span reads kv_tokens + j * batch KV tokens."""
+        times = getattr(self._cost, "decode_times", None)
+        if times is None:
+            return np.concatenate([self._cost.decode_span(int(b), int(kv), int(k))
+                                   for b, kv, k in zip(batch, kv_tokens, lengths)])
+        b_of = batch[span_of]
+        kv = (kv_tokens[span_of] + b_of * within).astype(np.float64)
+        out = np.empty(len(kv))
+        order = np.argsort(b_of, kind="stable")  # one call per batch size
+        sizes, starts = np.unique(b_of[order], return_index=True)
+        bounds = np.append(starts, len(order))
+        for size, lo, hi in zip(sizes.tolist(), bounds[:-1], bounds[1:]):
+            rows = order[lo:hi]
+            out[rows] = times(size, kv[rows])
+        return out
+
+
 class EmitLog:
     """Token emissions as (request, first step, last step) ranges of consecutive steps."""
 
@@ -121,12 +135,16 @@ class EmitLog:
         self.emit_range(rid, step, step)
 
     def emit_range(self, rid: int, lo: int, hi: int) -> None:
-        last = self.last[rid]
-        if last != lo - 1:
-            if last >= 0:
-                self._close(rid, last)
+        if self.last[rid] != lo - 1:
+            self.close_range(rid)
             self.first[rid] = lo
         self.last[rid] = hi
+
+    def close_range(self, rid: int) -> None:
+        """End the request's open range, if it has one (a gap in its tokens follows)."""
+        last = self.last[rid]
+        if last >= 0:
+            self._close(rid, last)
 
     def close(self, rid: int) -> None:
         if self.last[rid] >= 0:

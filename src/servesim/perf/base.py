@@ -33,20 +33,22 @@ class StepCostModel(Protocol):
         """Durations of `steps` pure-decode steps of `num_seqs` requests whose KV sum starts at `kv_tokens`
         and grows by `num_seqs` a step. Must equal step_time() of each step bit for bit."""
 
+    # Optional: decode_times(num_seqs, kv_tokens: ndarray) -> ndarray, the duration of a pure-decode step for
+    # each KV sum, bit for bit step_time's; lets logs rebuild many spans' step times in one call.
 
-def decode_span_until(cost, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float):
-    """(durations, ends) of the decode steps from `now` up to `max_steps`, stopping after the first step that
-    ends at or after `horizon` (the next step would have to see an arrival). Ends are sequential sums, the
-    same additions a step-by-step clock makes. A cost model may provide a faster `decode_span_until`."""
+
+def decode_span_until(cost, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float) -> list:
+    """End times of the decode steps from `now`, up to `max_steps`, stopping after the first step that ends at
+    or after `horizon`. Ends are sequential sums of the step times, the same additions a step-by-step clock
+    makes. A cost model may provide a faster `decode_span_until` with the same result."""
     fast = getattr(cost, "decode_span_until", None)
     if fast is not None:
         return fast(num_seqs, kv_tokens, max_steps, now, horizon)
     durations = cost.decode_span(num_seqs, kv_tokens, max_steps)
-    ends = durations.copy()
-    ends[0] += now
-    ends = np.cumsum(ends)
+    durations[0] += now
+    ends = np.cumsum(durations)
     k = min(max_steps, 1 + int(np.searchsorted(ends[: max_steps - 1], horizon, side="left")))
-    return durations[:k], ends[:k]
+    return ends[:k].tolist()
 
 
 def decode_shape(num_seqs: int, kv_tokens: int) -> StepShape:

@@ -205,13 +205,15 @@ class CalibratedModel:
         return float(self._with_host(gpu, self._host_fixed + self._host_per_seq * s.num_seqs))
 
     def decode_span(self, num_seqs: int, kv_tokens: int, steps: int) -> np.ndarray:
-        kv = kv_tokens + num_seqs * np.arange(steps, dtype=np.float64)
-        return np.asarray(self._decode_time(num_seqs, kv), dtype=np.float64)
+        return self.decode_times(num_seqs, kv_tokens + num_seqs * np.arange(steps, dtype=np.float64))
+
+    def decode_times(self, num_seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
+        return np.asarray(self._decode_time(num_seqs, np.asarray(kv_tokens, dtype=np.float64)), dtype=np.float64)
 
     def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float):
         """The same steps one by one in plain floats (cheaper than numpy for the usual short spans), stopping
         after the first that ends at or after `horizon`."""
-        durations, ends = [], []
+        ends = []
         kv = float(kv_tokens)
         if self.pp == 1 and self._host_overlapped:  # _decode_time inlined, operation for operation
             host, bases, weights, starve, split, micro, _ = self._decode_coeffs(num_seqs)
@@ -220,18 +222,16 @@ class CalibratedModel:
                 k = kv / micro
                 d = serial + max(base + weight * (k + starve * k * split / (split + k)), host)
                 now += d
-                durations.append(d)
                 ends.append(now)
                 if now >= horizon:
                     break
                 kv += num_seqs
-            return durations, ends
+            return ends
         for _ in range(max_steps):
             d = float(self._decode_time(num_seqs, kv))
             now += d
-            durations.append(d)
             ends.append(now)
             if now >= horizon:
                 break
             kv += num_seqs
-        return durations, ends
+        return ends

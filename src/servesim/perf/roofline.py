@@ -88,25 +88,26 @@ class RooflineModel:
         return self._fixed(s.num_tokens, s.num_sampled) + attention
 
     def decode_span(self, num_seqs: int, kv_tokens: int, steps: int) -> np.ndarray:
-        kv = kv_tokens + num_seqs * np.arange(steps, dtype=np.float64)
+        return self.decode_times(num_seqs, kv_tokens + num_seqs * np.arange(steps, dtype=np.float64))
+
+    def decode_times(self, num_seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
+        kv = np.asarray(kv_tokens, dtype=np.float64)
         return self._decode_fixed(num_seqs) + self._attention(kv, kv, num_seqs, np.maximum)
 
-    def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float):
+    def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float) -> list:
         """Scalar loop: most spans are a few dozen steps, where it beats numpy's per-call overhead."""
         fixed = self._decode_fixed(num_seqs)
         c = self._c
         pair, per_kv, per_new, layers = c["attn_pair"], c["attn_kv"], c["attn_token"] * num_seqs, c["layers"]
-        durations, ends = [], []
+        ends = []
         kv = kv_tokens
         for _ in range(max_steps):
-            d = fixed + max(pair * kv, per_kv * kv + per_new) * layers
-            now += d
-            durations.append(d)
+            now += fixed + max(pair * kv, per_kv * kv + per_new) * layers
             ends.append(now)
             if now >= horizon:
                 break
             kv += num_seqs
-        return durations, ends
+        return ends
 
     def _decode_fixed(self, num_seqs: int) -> float:
         cache = self._fixed_by_batch  # batch sizes repeat across the steps of a run

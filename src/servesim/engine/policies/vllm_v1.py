@@ -28,9 +28,13 @@ class VllmV1Policy:
             rid = running[i]
             computed = nc[rid]
             num_tokens = pl[rid] + no[rid]
-            n = min(num_tokens - computed, budget, max_model_len - computed - 1)
-            if 0 < threshold < num_tokens - computed:
-                n = min(n, threshold)
+            wanted = n = num_tokens - computed
+            if 0 < threshold < wanted:
+                n = threshold
+            if n > budget:
+                n = budget
+            if n > max_model_len - computed - 1:  # never past the context window
+                n = max_model_len - computed - 1
             if n <= 0:
                 i += 1
                 continue
