@@ -49,9 +49,10 @@ class Outcome:
 
 
 def completion_body(model: str, prompt_ids: list[int], max_tokens: int) -> dict:
-    """Exactly `max_tokens` tokens: ignore_eos (a vLLM/SGLang extension) keeps the end-of-sequence token from stopping it."""
-    return {"model": model, "prompt": prompt_ids, "max_tokens": max_tokens, "min_tokens": max_tokens,
-            "ignore_eos": True, "temperature": 0.0, "stream": True, "stream_options": {"include_usage": True}}
+    """Exactly `max_tokens` tokens: ignore_eos (a vLLM/SGLang extension) keeps the end-of-sequence token from
+    stopping the answer early; the usage in the last event confirms the count."""
+    return {"model": model, "prompt": prompt_ids, "max_tokens": max_tokens, "ignore_eos": True, "temperature": 0.0,
+            "stream": True, "stream_options": {"include_usage": True}}
 
 
 async def stream_completion(ep: Endpoint, body: dict, timeout: float) -> Outcome:

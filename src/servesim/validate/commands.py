@@ -39,7 +39,7 @@ def schedule_command(scenarios: list[Path], against: Path, out: Console, err: Co
     traces = trace_paths(scenarios, against)
     table = Table(title="schedule fidelity: servesim vs the real vLLM")
     table.add_column("scenario", no_wrap=True)
-    for col in ("requests", "steps", "preemptions", "prefix-cache hit tokens", "result"):
+    for col in ("requests", "steps", "preempted", "cache hits", "result"):
         table.add_column(col)
     failures = []
     for path, trace_path in zip(scenarios, traces):
