@@ -39,8 +39,9 @@ def schedule_command(scenarios: list[Path], against: Path, out: Console, err: Co
     traces = trace_paths(scenarios, against)
     table = Table(title="schedule fidelity: servesim vs the real vLLM")
     table.add_column("scenario", no_wrap=True)
-    for col in ("requests", "steps", "preempted", "cache hits", "result"):
-        table.add_column(col)
+    for col in ("requests", "steps", "preempted", "cache hits"):
+        table.add_column(col, justify="right")
+    table.add_column("result", no_wrap=True)
     failures = []
     for path, trace_path in zip(scenarios, traces):
         sc = load_scenario(path)
