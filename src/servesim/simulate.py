@@ -28,12 +28,33 @@ from servesim.models.catalog import get_model, load_model_config
 from servesim.models.spec import ModelSpec
 from servesim.perf.memory import MemoryPlan, default_kv_dtype, plan_memory
 from servesim.perf.parallel import check_parallelism
+from servesim.perf.profile import CalibratedProfile, find_profile
 from servesim.workload.build import build_workload
 from servesim.workload.workload import Workload
 
 COST_MODELS = ("calibrated", "roofline")
 KV_DTYPES = ("bf16", "fp16", "fp8")
 INTERCONNECTS = ("nvlink", "pcie")
+
+
+def calibrated_setup(cfg: RunConfig, profile: CalibratedProfile, model: ModelSpec):
+    """A fitted profile brings its own clock (profile.cost_model()), KV memory and served scheduler limits (flags
+    still override)."""
+    profile.check_model(model)
+    served_block = profile.scheduler.get("block_size")
+    if served_block and cfg.block_size != served_block:
+        raise ServesimError(f"profile {profile.name!r} was measured with block_size {served_block}; "
+                            f"pass --block-size {served_block} (got {cfg.block_size})")
+    if cfg.prefill_pool or cfg.decode_pool:
+        raise ServesimError(f"profile {profile.name!r} describes one served machine: it runs co-located replicas "
+                            "(--replicas N), not --prefill-pool/--decode-pool")
+    if cfg.tp != 1 or cfg.pp != 1:
+        raise ServesimError(f"profile {profile.name!r} was calibrated on one device; --tp {cfg.tp} --pp {cfg.pp} "
+                            "is not supported with it")
+    changes = {k: v for k, v in profile.scheduler.items() if k != "block_size" and getattr(cfg, k, None) is None}
+    if cfg.num_gpu_blocks is None:
+        changes["num_gpu_blocks"] = profile.num_blocks(model, cfg.block_size, cfg.kv_cache_dtype)
+    return replace(cfg, **changes), profile.serving.frontend_latency
 
 
 @dataclass
@@ -139,9 +160,13 @@ def cluster_pools(cfg: RunConfig) -> list[PoolSpec]:
             parse_pool(cfg.decode_pool, "decode", "--decode-pool", cfg.pp)]
 
 
-def _build_pool(cfg: RunConfig, model: ModelSpec, pool: PoolSpec, table: RequestTable, first_index: int):
-    device = get_device(pool.gpu)
-    device.peak_flops(model.dtype)  # fails early for FP8 on a GPU without it
+def _build_pool(cfg: RunConfig, model: ModelSpec, pool: PoolSpec, table: RequestTable, first_index: int,
+                profile: CalibratedProfile | None = None):
+    if profile is not None:
+        device = profile.device
+    else:
+        device = get_device(pool.gpu)
+        device.peak_flops(model.dtype)  # fails early for FP8 on a GPU without it
     cfg = replace(cfg, gpu=pool.gpu, tp=pool.tp)  # the pool's own GPU and TP (PP is the run's)
     try:
         ecfg, plan = resolve_engine(cfg, model, device)
@@ -152,7 +177,7 @@ def _build_pool(cfg: RunConfig, model: ModelSpec, pool: PoolSpec, table: Request
         raise ServesimError(f"{pool.role} pool {pool.label()}: {e}") from None
     replicas = []
     for k in range(pool.count):
-        cost = make_cost_model(cfg, model, device, ecfg)
+        cost = profile.cost_model() if profile is not None else make_cost_model(cfg, model, device, ecfg)
         engine = ReplicaEngine(ecfg, cost, make_policy(cfg.policy, **parse_policy_options(cfg.policy_options)), table,
                                replica_id=first_index + k)
         replicas.append(Replica(first_index + k, pool.role, device.name, pool.tp, engine))
@@ -174,16 +199,23 @@ def _table(workload: Workload, max_tokens=None) -> RequestTable:
 
 
 def run_simulation(cfg: RunConfig, progress: Callable[[int], None] | None = None,
-                   workload: Workload | None = None) -> SimulationResult:
+                   workload: Workload | None = None, profile: CalibratedProfile | None = None) -> SimulationResult:
     """The Python API: a RunConfig (pools, router, policy, workload settings) in, results out. Pass a built
-    `workload` to compare several cluster configurations on identical requests."""
+    `workload` to compare several cluster configurations on identical requests, and a calibrated `profile` to use
+    instead of the one `cfg.gpu` names (calibration tries many)."""
     model = resolve_model(cfg)
+    profile = profile or find_profile(cfg.gpu)
+    frontend = 0.0
+    if profile is not None:
+        cfg, frontend = calibrated_setup(cfg, profile, model)
     pools = cluster_pools(cfg)
     if workload is None:
         workload = build_workload(cfg)
+    if frontend and workload.closed_loop:  # a client's next request reaches the engine after the frontend's latency
+        workload = replace(workload, think_time=workload.think_time + frontend)
     if len(pools) == 1:
         table = _table(workload)
-        replicas, ecfg, plan, device = _build_pool(cfg, model, pools[0], table, 0)
+        replicas, ecfg, plan, device = _build_pool(cfg, model, pools[0], table, 0, profile)
         run = ClusterRun(replicas, _router(cfg, replicas, workload))
         run.run(workload, progress)
         requests, steps, emits = combine_colocated(table, replicas, run)
@@ -203,6 +235,7 @@ def run_simulation(cfg: RunConfig, progress: Callable[[int], None] | None = None
         requests, steps, emits = combine_disaggregated(ptable, dtable, prefill, decode, run)
         replicas = prefill + decode
         devices = [pdev.name, ddev.name]
+    requests["arrival"] -= frontend  # latencies are seen from the client, which sent each request this much earlier
     if workload.client is not None:
         requests["client"] = np.asarray(workload.client, dtype=np.int64)
         requests["priority"] = np.asarray(workload.priority, dtype=np.int64)
@@ -215,7 +248,7 @@ def run_simulation(cfg: RunConfig, progress: Callable[[int], None] | None = None
         "seed": cfg.seed,
         "model": {"name": model.name, "hf_id": model.hf_id, "params": model.num_params, "dtype": model.dtype},
         "device": devices[0] if len(set(devices)) == 1 else " + ".join(devices),
-        "cost_model": cfg.cost_model,
+        "cost_model": cfg.cost_model if profile is None else f"calibrated profile {profile.name}",
         "engine": cfg.engine,
         "policy": cfg.policy,
         "cluster": {"pools": [{"role": p.role, "gpu": p.gpu, "tp": p.tp, "count": p.count} for p in pools],

@@ -1,0 +1,1 @@
+"""Measure a real OpenAI-compatible server with a servesim workload; results in the simulator's file format."""
