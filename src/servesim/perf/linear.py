@@ -42,9 +42,11 @@ class LinearStepModel:
                                 np.float64(s.decode_kv_tokens)))
 
     def decode_span(self, num_seqs: int, kv_tokens: int, steps: int) -> np.ndarray:
-        kv = kv_tokens + num_seqs * np.arange(steps, dtype=np.float64)
+        return self.decode_times(num_seqs, kv_tokens + num_seqs * np.arange(steps, dtype=np.float64))
+
+    def decode_times(self, num_seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
         b = np.float64(num_seqs)
-        return np.asarray(self._time(b, b, np.float64(0.0), kv), dtype=np.float64)
+        return np.asarray(self._time(b, b, np.float64(0.0), np.asarray(kv_tokens, dtype=np.float64)), dtype=np.float64)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
