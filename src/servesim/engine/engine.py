@@ -21,7 +21,7 @@ from servesim.engine.config import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager
 from servesim.engine.logs import EmitLog, StepLog
 from servesim.engine.requests import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
-from servesim.perf.base import StepCostModel, StepShape, decode_span_until
+from servesim.perf.base import StepCostModel, decode_span_until, step_shape
 
 SPAN_CHUNK = 256  # most steps one span plans; a longer quiet stretch takes several
 FINISH_LENGTH, FINISH_MODEL_LEN, FINISH_REJECTED = 1, 2, 3
@@ -113,6 +113,12 @@ class ReplicaEngine:
         return max(cached_tokens, self.external.get(rid, 0))
 
     def admitted(self, rid: int, cached_tokens: int, now: float) -> None:
+        """Waiting request `rid` got its blocks: it starts running with `cached_tokens` already computed."""
+        if self.waiting[0] == rid:
+            self.waiting.popleft()
+        else:  # a policy that admits out of order (per-client queues)
+            self.waiting.remove(rid)
+        self.running.append(rid)
         req = self.req
         if self.external:
             self.external.pop(rid, None)  # a later preemption recomputes the whole prompt here
@@ -192,31 +198,14 @@ class ReplicaEngine:
         if not scheduled and not self.preempted_now and not self.running:
             raise RuntimeError(f"policy {self.policy.name} scheduled nothing with {len(self.waiting)} requests waiting")
         nc, pl, no = req.num_computed, req.prompt_len, req.num_output
-        tokens = prefill_seqs = prefill_tokens = prefill_kv = decode_seqs = decode_kv = 0
-        pairs = 0
+        shape = step_shape([(n, nc[rid]) for rid, n in scheduled])
         emitting = []
         for rid, n in scheduled:
-            c = nc[rid]
-            tokens += n
-            if n == 1 and c > 0:
-                decode_seqs += 1
-                decode_kv += c + 1
-            else:
-                prefill_seqs += 1
-                prefill_tokens += n
-                pairs += n * c + n * (n + 1) // 2
-                prefill_kv += c + n
-            c += n
-            nc[rid] = c
+            c = nc[rid] = nc[rid] + n
             if c == pl[rid] + no[rid]:
                 emitting.append(rid)
-        num_seqs = len(scheduled)
-        if tokens:
-            shape = StepShape(tokens, num_seqs, num_seqs, prefill_seqs, prefill_tokens, float(pairs), prefill_kv,
-                              decode_seqs, decode_kv)
-            duration = self.cost.step_time(shape)
-        else:
-            duration = 0.0
+        tokens, num_seqs, prefill_tokens = shape.num_tokens, shape.num_seqs, shape.prefill_tokens
+        duration = self.cost.step_time(shape) if tokens else 0.0
         end = now + duration
         step = len(self.steps)
         self.step_kv_used = self.kv.num_used

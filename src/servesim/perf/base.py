@@ -51,5 +51,23 @@ def decode_span_until(cost, num_seqs: int, kv_tokens: int, max_steps: int, now: 
     return ends[:k].tolist()
 
 
+def step_shape(work) -> StepShape:
+    """The StepShape of a step from each scheduled request's (new tokens n, tokens already computed c)."""
+    tokens = seqs = prefill_seqs = prefill_tokens = prefill_kv = decode_seqs = decode_kv = 0
+    pairs = 0
+    for n, c in work:
+        seqs += 1
+        tokens += n
+        if n == 1 and c > 0:
+            decode_seqs += 1
+            decode_kv += c + 1
+        else:
+            prefill_seqs += 1
+            prefill_tokens += n
+            pairs += n * c + n * (n + 1) // 2
+            prefill_kv += c + n
+    return StepShape(tokens, seqs, seqs, prefill_seqs, prefill_tokens, float(pairs), prefill_kv, decode_seqs, decode_kv)
+
+
 def decode_shape(num_seqs: int, kv_tokens: int) -> StepShape:
     return StepShape(num_seqs, num_seqs, num_seqs, 0, 0, 0.0, 0, num_seqs, kv_tokens)

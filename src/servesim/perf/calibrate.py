@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from servesim.errors import ServesimError
-from servesim.perf.base import StepShape
+from servesim.perf.base import StepShape, step_shape
 from servesim.perf.linear import FEATURES, LinearStepModel, shape_features
 
 WARMUP_STEPS = 3
@@ -23,22 +23,8 @@ TRIM_MADS = 3.0  # a step more than this many robust deviations above the fit is
 
 
 def trace_shape(step: dict) -> StepShape:
-    tokens, context = step["tokens"], step["context"]
-    total = prefill_seqs = prefill_tokens = prefill_kv = decode_seqs = decode_kv = 0
-    pairs = 0.0
-    for rid, n in tokens.items():
-        c = context[rid]
-        total += n
-        if n == 1 and c > 0:
-            decode_seqs += 1
-            decode_kv += c + 1
-        else:
-            prefill_seqs += 1
-            prefill_tokens += n
-            pairs += n * c + n * (n + 1) // 2
-            prefill_kv += c + n
-    seqs = len(tokens)
-    return StepShape(total, seqs, seqs, prefill_seqs, prefill_tokens, pairs, prefill_kv, decode_seqs, decode_kv)
+    context = step["context"]
+    return step_shape((n, context[rid]) for rid, n in step["tokens"].items())
 
 
 def trace_samples(traces: list[dict]) -> tuple[np.ndarray, np.ndarray]:

@@ -72,7 +72,7 @@ def give_in_order(eng, order: list[int], budget: int, scheduled: dict[int, int],
 
 def admit(eng, rid: int, budget: int, now: float, chunked: bool = True, reserve_full: bool = True,
           watermark: bool | None = None) -> int:
-    """Admit waiting request `rid` with up to `budget` new tokens; the caller moves it to running.
+    """Admit the waiting head `rid` with up to `budget` new tokens (it moves to running).
 
     Returns the tokens scheduled, or 0 when it cannot be admitted: its prompt does not fit the budget without
     chunking, or its blocks are not free (then the engine remembers the head was blocked). `reserve_full`

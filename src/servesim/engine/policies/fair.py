@@ -118,8 +118,6 @@ class FairPolicy:
                     seats[client[loser]] -= 1
                     budget = total - sum(scheduled.values())
                     continue
-                queues.pop(c)
-                running.append(rid)
                 seats[c] = seats.get(c, 0) + 1
                 scheduled[rid] = n
                 prefilling.add(rid)

@@ -30,8 +30,6 @@ class OrcaPolicy:
             n = admit(eng, rid, budget, now, chunked=False, watermark=True)
             if n == 0:
                 break
-            waiting.popleft()
-            running.append(rid)
             scheduled[rid] = n
             budget -= n
         if scheduled:

@@ -55,8 +55,6 @@ class PriorityPolicy:
                 eng.preempt(loser)
                 budget = total - sum(scheduled.values())
                 continue
-            waiting.popleft()
-            running.append(rid)
             scheduled[rid] = n
             budget -= n
         return list(scheduled.items())

@@ -1,5 +1,6 @@
 """Waiting queues for policies that do not serve first come first served. Both offer the deque operations
-the engine uses: append (arrival), appendleft (a preempted request returns), [0], popleft, len."""
+the engine uses: append (arrival), appendleft (a preempted request returns), [0], popleft, remove (an
+admission out of order), len."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ class KeyedQueue:
 
     def popleft(self) -> int:
         return heapq.heappop(self._heap)[2]
+
+    def remove(self, rid: int) -> None:
+        self._heap = [entry for entry in self._heap if entry[2] != rid]
+        heapq.heapify(self._heap)
 
     def __getitem__(self, i: int) -> int:
         if i != 0:
@@ -63,6 +68,18 @@ class ClientQueues:
             del self.queues[client]
         self._n -= 1
         return rid
+
+    def popleft(self) -> int:
+        rid = self[0]
+        self.remove(rid)
+        return rid
+
+    def remove(self, rid: int) -> None:
+        """Take out `rid`, the head of its client's queue (the one admitted)."""
+        client = self._client_of(rid)
+        if self.head(client) != rid:
+            raise ValueError(f"request {rid} is not the head of client {client}'s queue")
+        self.pop(client)
 
     def __getitem__(self, i: int) -> int:
         if i != 0 or not self._n:

@@ -38,8 +38,6 @@ class SarathiPolicy:
             n = admit(eng, rid, budget, now, reserve_full=self.reserve_full)
             if n == 0:
                 break
-            waiting.popleft()
-            running.append(rid)
             scheduled[rid] = n
             budget -= n
         return list(scheduled.items())

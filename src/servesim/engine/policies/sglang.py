@@ -57,8 +57,6 @@ class SGLangPolicy:
                 if n == 0:
                     break
                 free_tokens -= want
-                waiting.popleft()
-                running.append(rid)
                 scheduled[rid] = n
                 budget -= n
         if scheduled:

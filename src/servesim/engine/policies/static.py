@@ -37,8 +37,6 @@ class StaticPolicy:
             if n == 0:
                 break
             reserve -= blocks
-            waiting.popleft()
-            running.append(rid)
             scheduled[rid] = n
         return list(scheduled.items())
 

@@ -69,8 +69,6 @@ class VllmV1Policy:
             if not kv.admit(rid, hits, n + computed - cached, num_tokens, max_model_len, apply_watermark=bool(running)):
                 eng.note_blocked(rid)
                 break
-            waiting.popleft()
-            running.append(rid)
             eng.admitted(rid, computed, now)
             scheduled.append((rid, n))
             budget -= n
