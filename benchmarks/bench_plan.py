@@ -27,10 +27,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--exhaustive", action="store_true", help="simulate every candidate that fits (no bound pruning)")
     ap.add_argument("--probe-requests", type=int, default=400)
+    ap.add_argument("--disagg", default="off", choices=("off", "on", "only"),
+                    help="also search disaggregated xPyD units (at most 8 GPUs and 4 replicas per pool)")
     args = ap.parse_args()
     base = RunConfig(model="llama-3.1-70b", workload="chat", slo_ttft=1.0, slo_tpot=0.060, seed=0)
     space = SearchSpace(gpus=("h100", "h200", "a100", "b200"), tp=(1, 2, 4, 8), max_num_seqs=(64, 128, 256, 512),
-                        max_num_batched_tokens=(2048, 4096, 8192, 16384))
+                        max_num_batched_tokens=(2048, 4096, 8192, 16384), disagg=args.disagg)
     req = PlanRequest(base, 20.0, space, load_prices(), probe_requests=args.probe_requests, exhaustive=args.exhaustive)
     executor = make_executor("local", evaluate, args.workers)
     started = time.perf_counter()
@@ -47,11 +49,16 @@ def main() -> None:
     simulated = sum(1 for p in result.points if p.capacity)
     probes = sum(len(p.capacity.probes) for p in result.points if p.capacity)
     w = result.winner
-    print(f"{len(result.points)} candidate configs, {simulated} simulated ({probes} capacity probes of "
+    modes: dict[str, int] = {}
+    for p in result.points:
+        modes[p.candidate.mode] = modes.get(p.candidate.mode, 0) + 1
+    print(f"{len(result.points)} candidate configs {modes}, {simulated} simulated ({probes} capacity probes of "
           f"{req.probe_requests} requests), {counts}")
     if w:
+        v = w.verification
         print(f"winner: {w.replicas} x {w.id} = {w.gpus} GPUs, ${w.cost_per_hour:.2f}/h, "
-              f"capacity {w.capacity.rate:.2f} req/s per replica")
+              f"capacity {w.capacity.rate:.2f} req/s per replica; verified over {w.simulated_replicas} replicas at "
+              f"{v.rate:g} req/s: {v.attainment(req.slo):.1%} within the SLOs")
     print(f"{wall:.1f} s wall with {executor.workers} workers, {cpu:.1f} CPU seconds, load average "
           f"{os.getloadavg()[0]:.2f}")
 

@@ -102,8 +102,8 @@ def test_bad_planner_outputs(planner_dirs, tmp_path):
     (plan / "probes.parquet").unlink()
     with pytest.raises(ServesimError, match=r"missing probes\.parquet"):
         build_report([plan])
-    (plan / "plan.json").write_text(json.dumps({**doc, "schema_version": 2}))
-    with pytest.raises(ServesimError, match=r"plan schema 2 .* this servesim reads schema 1"):
+    (plan / "plan.json").write_text(json.dumps({**doc, "schema_version": 1}))
+    with pytest.raises(ServesimError, match=r"plan schema 1 .* this servesim reads schema 2"):
         build_report([plan])
     sweep = tmp_path / "sweep"
     sweep.mkdir()

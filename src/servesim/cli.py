@@ -335,6 +335,11 @@ def plan(
     max_num_seqs: str = typer.Option("128,256,auto", help="max_num_seqs values (auto = vLLM's default for the GPU)."),
     max_num_batched_tokens: str = typer.Option("2048,8192,auto", help="max_num_batched_tokens values."),
     chunk: str = typer.Option("0", "--long-prefill-token-threshold", "--chunk", help="Per-request prefill chunk caps (0 = none)."),
+    disagg: str = typer.Option("off", help="Disaggregated prefill/decode units (xPyD): off, on (also search them), only."),
+    disagg_max_pool: int = typer.Option(4, help="Most replicas in one pool of an xPyD unit (x, y <= this, coprime)."),
+    disagg_max_gpus: int = typer.Option(8, help="Most GPUs in one xPyD unit (8: one node, KV over NVLink)."),
+    disagg_mixed_gpus: bool = typer.Option(False, "--disagg-mixed-gpus", help="Also pair pools of different GPU types (KV over the network)."),
+    router: Optional[str] = typer.Option(None, help="Router in front of the replicas (and of each pool): round-robin, least-outstanding, ..."),
     max_gpus: int = typer.Option(64, help="Most GPUs the deployment may use."),
     prices: Optional[Path] = typer.Option(None, help="GPU prices YAML (default: the bundled, documented one)."),
     max_model_len: Optional[int] = typer.Option(None, help="Max tokens per request (default: the workload's longest, rounded up)."),
@@ -372,12 +377,14 @@ def plan(
         file_values, model=model, model_config=str(model_config) if model_config else None, workload=workload,
         trace=str(trace) if trace else None, isl=isl, osl=osl, lengths=lengths, arrival=arrival, burstiness=burstiness,
         max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-        enable_prefix_caching=prefix_caching, slo_ttft=slo_ttft, slo_tpot=slo_tpot, seed=seed,
+        enable_prefix_caching=prefix_caching, slo_ttft=slo_ttft, slo_tpot=slo_tpot, seed=seed, router=router,
     )
     space = SearchSpace(gpus=_list(gpus, str, "--gpus"), tp=_list(tp, int, "--tp"), pp=_list(pp, int, "--pp"),
                         dtype=_list(dtype, str, "--dtype"), max_num_seqs=_list(max_num_seqs, int, "--max-num-seqs"),
                         max_num_batched_tokens=_list(max_num_batched_tokens, int, "--max-num-batched-tokens"),
-                        long_prefill_token_threshold=_list(chunk, int, "--long-prefill-token-threshold"))
+                        long_prefill_token_threshold=_list(chunk, int, "--long-prefill-token-threshold"),
+                        disagg=disagg, disagg_max_pool=disagg_max_pool, disagg_max_gpus=disagg_max_gpus,
+                        disagg_mixed_gpus=disagg_mixed_gpus)
     request = PlanRequest(base, qps, space, load_prices(prices), attainment=_fraction(attainment, "--attainment"),
                           max_gpus=max_gpus, probe_requests=probe_requests, probe_seconds=parse_duration(probe_seconds, "--probe-seconds"),
                           verify_requests=verify_requests, verify_seconds=parse_duration(verify_seconds, "--verify-seconds"),
@@ -417,17 +424,22 @@ def plan(
         raise typer.Exit(1)
     if not json_out:
         v = w["verification"] or {}
+        n = v.get("simulated_replicas") or 1
+        where = (f"{v.get('rate', 0):.2f} req/s over all {n} replicas behind the {doc['config']['router']} router" if n > 1
+                 else f"{v.get('rate', 0):.2f} req/s on one replica")
         out.print(f"[bold]cheapest:[/] {w['replicas']} x {w['id']} = {w['gpus']} GPUs, ${w['cost_per_hour']:.2f}/hour; "
-                  f"verified on {(v.get('completed') or 0) + (v.get('rejected') or 0)} requests at {v.get('rate', 0):.2f} req/s per replica: "
+                  f"verified on {(v.get('completed') or 0) + (v.get('rejected') or 0)} requests at {where}: "
                   f"{(v.get('attainment') or 0) * 100:.1f}% within the SLOs", highlight=False)
         out.print(f"[bold]deploy:[/] {w['deploy']}:", highlight=False)
-        out.print(f"  {w['vllm_serve']}", highlight=False, soft_wrap=True)
+        for line in w["vllm_serve"].splitlines():
+            out.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
         out.print(f"[dim]replicas: {doc['replica_model']}[/]", highlight=False)
         if not w["verified"]:
             err.print(f"[bold yellow]warning:[/] on the longer verification run only {(v.get('attainment') or 0) * 100:.1f}% "
-                      f"of requests meet the SLOs (target {doc['request']['attainment']:.0%}): this traffic changes over "
-                      "longer spans than the capacity probes cover; raise --probe-seconds (now "
-                      f"{doc['request']['probe_seconds']:g} s) before trusting this plan", highlight=False)
+                      f"of requests meet the SLOs (target {doc['request']['attainment']:.0%}): either the traffic changes "
+                      "over longer spans than the capacity probes cover (raise --probe-seconds, now "
+                      f"{doc['request']['probe_seconds']:g} s) or the router splits it less evenly than the capacity "
+                      "search assumes (try --router least-outstanding); do not trust this plan as it is", highlight=False)
 
 
 @app.command()

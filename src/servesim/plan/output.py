@@ -16,11 +16,14 @@ from servesim import __version__
 from servesim.plan.pareto import frontier
 from servesim.plan.probe import Probe
 from servesim.plan.search import RANKED, STATUSES, PlanResult, Point
-from servesim.plan.vllm_command import vllm_serve
+from servesim.plan.space import POOL_FIELDS
+from servesim.plan.vllm_command import deployment
 
-SCHEMA_VERSION = 1
-REPLICA_MODEL = ("each replica is simulated alone at target/replicas req/s with the traffic's own burstiness "
-                 "(an even split by the load balancer); routers and their imbalance are not simulated yet")
+SCHEMA_VERSION = 2  # 2: disaggregated candidates, pool columns, whole-deployment operating points
+REPLICA_MODEL = ("capacity probes simulate one replica (one xPyD unit when disaggregated) at target/replicas req/s "
+                 "with the traffic's own burstiness, as if the load balancer split it evenly; the top deployments' "
+                 "operating points and the winner's verification simulate all their replicas behind the router at "
+                 "the full target rate")
 PROBE_METRICS = ("ttft_p50_s", "ttft_p90_s", "ttft_p99_s", "tpot_p50_s", "tpot_p90_s", "tpot_p99_s", "itl_p90_s",
                  "e2e_p50_s", "e2e_p90_s", "queue_p90_s", "requests_per_s", "output_tokens_per_s",
                  "total_tokens_per_s", "duration_s", "completed", "rejected", "preemptions", "kv_usage_peak",
@@ -40,22 +43,24 @@ def jsonable(x):
     return x
 
 
-def _probe_summary(probe: Probe | None, res: PlanResult, gpus_per_replica: int) -> dict | None:
+def _probe_summary(probe: Probe | None, res: PlanResult, gpus_per_replica: int, replicas: int = 1) -> dict | None:
+    """A probe's figures; `replicas` is how many replicas it simulated (rates and throughputs are theirs)."""
     if probe is None:
         return None
     slo = res.request.slo
     m = probe.metrics
-    out = {"rate": probe.rate, "attainment": probe.attainment(slo), "goodput_requests_per_s": probe.goodput(slo)}
+    out = {"rate": probe.rate, "simulated_replicas": replicas, "attainment": probe.attainment(slo),
+           "goodput_requests_per_s": probe.goodput(slo)}
     out.update({k: m.get(k) for k in PROBE_METRICS})
     tput = m.get("output_tokens_per_s")
-    out["output_tokens_per_s_per_gpu"] = None if tput is None else tput / gpus_per_replica
+    out["output_tokens_per_s_per_gpu"] = None if tput is None else tput / (gpus_per_replica * replicas)
     return out
 
 
 def candidate_record(p: Point, res: PlanResult, rank: int | None) -> dict:
     c, a = p.candidate, p.assessment
     rec = {**c.as_dict(), "status": p.status, "reason": p.reason, "rank": rank, "price_per_gpu_hour": p.price,
-           "engine": a.engine or None, "memory": a.memory or None}
+           "price_per_replica_hour": p.replica_price, "engine": a.engine or None, "memory": a.memory or None}
     rec["bounds"] = a.summary(res.request.slo) if a.status == "ok" else None
     rec["lb_replicas"] = p.lb_replicas
     cap = p.capacity
@@ -66,26 +71,31 @@ def candidate_record(p: Point, res: PlanResult, rank: int | None) -> dict:
     rec["cost_per_hour"] = p.cost_per_hour
     good = cap.rate if cap and cap.rate > 0 else None
     rec["goodput_per_gpu_requests_per_s"] = None if good is None else good / c.gpus_per_replica
-    rec["requests_per_dollar"] = None if good is None else good * 3600 / (c.gpus_per_replica * p.price)
+    rec["requests_per_dollar"] = None if good is None else good * 3600 / p.replica_price
     rec["at_capacity"] = _probe_summary(p.capacity_probe, res, c.gpus_per_replica)
-    rec["operating"] = _probe_summary(p.operating, res, c.gpus_per_replica)
-    rec["verification"] = _probe_summary(p.verification, res, c.gpus_per_replica)
+    rec["operating"] = _probe_summary(p.operating, res, c.gpus_per_replica, p.simulated_replicas or 1)
+    rec["verification"] = _probe_summary(p.verification, res, c.gpus_per_replica, p.simulated_replicas or 1)
     rec["probes"] = [{"grid_index": k, "rate": r, "passed": ok, "attainment": p.probes[r].attainment(res.request.slo)}
                      for k, r, ok in (cap.probes if cap else [])]
     return rec
 
 
-def _probe_row(p: Point, probe: Probe, kind: str, sample: str, passed: bool, res: PlanResult) -> dict:
+def _probe_row(p: Point, probe: Probe, kind: str, sample: str, passed: bool, res: PlanResult,
+               simulated: int = 1) -> dict:
+    """`simulated` replicas at the probe's rate; a one-replica probe stands for enough replicas that each
+    sees at most its rate."""
     req, c = res.request, p.candidate
-    replicas = math.ceil(req.qps / probe.rate * (1 - 1e-12))
-    row = {"candidate_id": p.id, "gpu": c.gpu, "tp": c.tp, "pp": c.pp, "dtype": c.dtype,
+    replicas = simulated if simulated > 1 else math.ceil(req.qps / probe.rate * (1 - 1e-12))
+    d = c.as_dict()
+    row = {"candidate_id": p.id, "mode": c.mode, **{k: d[k] for k in ("gpu", "tp", "pp", "dtype")},
            "max_num_seqs": p.assessment.engine.get("max_num_seqs"),
            "max_num_batched_tokens": p.assessment.engine.get("max_num_batched_tokens"),
-           "long_prefill_token_threshold": c.long_prefill_token_threshold, "gpus_per_replica": c.gpus_per_replica,
+           "long_prefill_token_threshold": c.long_prefill_token_threshold,
+           **{k: d[k] for k in POOL_FIELDS}, "gpus_per_replica": c.gpus_per_replica,
            "kind": kind, "sample": sample, "passed": passed, "replicas_for_target": replicas,
            "gpus_for_target": replicas * c.gpus_per_replica,
-           "cost_per_hour_for_target": replicas * c.gpus_per_replica * p.price}
-    row.update(_probe_summary(probe, res, c.gpus_per_replica))
+           "cost_per_hour_for_target": replicas * p.replica_price}
+    row.update(_probe_summary(probe, res, c.gpus_per_replica, simulated))
     tpot = probe.metrics.get("tpot_p50_s")
     row["tokens_per_s_per_user"] = 1.0 / tpot if tpot else None
     return row
@@ -100,12 +110,13 @@ def probe_rows(res: PlanResult) -> list[dict]:
         searched = {r: ok for _, r, ok in (p.capacity.probes if p.capacity else [])}
         for rate, ok in sorted(searched.items()):
             rows.append(_probe_row(p, p.probes[rate], "capacity-search", "probe", ok, res))
-        if p.operating is not None and p.operating.rate not in searched:
+        n = p.simulated_replicas or 1
+        if p.operating is not None and (n > 1 or p.operating.rate not in searched):
             rows.append(_probe_row(p, p.operating, "operating", "probe",
-                                   p.operating.attainment(slo) >= req.attainment, res))
+                                   p.operating.attainment(slo) >= req.attainment, res, n))
         if p.verification is not None:
             rows.append(_probe_row(p, p.verification, "verification", "verify",
-                                   p.verification.attainment(slo) >= req.attainment, res))
+                                   p.verification.attainment(slo) >= req.attainment, res, n))
     for row in rows:
         row["pareto_cost_ttft"] = False
         row["pareto_throughput_speed"] = False
@@ -126,7 +137,8 @@ def closest(res: PlanResult, n: int = 3) -> list[dict]:
         c = p.candidate
         fit = req.max_gpus // c.gpus_per_replica
         if p.status == "over-max-gpus":
-            reach, how = p.capacity.rate * fit, f"serves {p.capacity.rate * fit:.2f} req/s within the SLOs on {fit * c.gpus_per_replica} GPUs ({fit} replicas)"
+            reach = p.capacity.rate * fit
+            how = f"serves {reach:.2f} req/s within the SLOs on {fit * c.gpus_per_replica} GPUs ({fit} replicas)"
         elif p.status == "pruned-gpus" and fit > 0:
             reach = p.assessment.ub_rps * fit
             how = f"at most {reach:.2f} req/s (throughput bound) on {fit * c.gpus_per_replica} GPUs ({fit} replicas)"
@@ -161,19 +173,21 @@ def plan_document(res: PlanResult) -> dict:
         "interrupted": res.interrupted,
         "statuses": STATUSES,
         "counts": dict(sorted(counts.items())),
+        "left_out": {"disaggregated_units_with_a_pool_that_does_not_fit": res.left_out},
         "winner": None,
         "closest": [],
         "candidates": [candidate_record(p, res, ranks.get(p.id)) for p in order],
     }
     w = res.winner
     if w is not None:
+        n = w.simulated_replicas or 1
         doc["winner"] = {
-            "id": w.id, "replicas": w.replicas, "gpus": w.gpus, "cost_per_hour": w.cost_per_hour,
-            "capacity_requests_per_s": w.capacity.rate,
-            "vllm_serve": vllm_serve(w.candidate, w.config, res.model["hf_id"] or res.model["name"], w.assessment.engine),
-            "deploy": f"{w.replicas} replica(s) of this command, one per {w.candidate.gpus_per_replica} GPU(s), behind a load balancer",
-            "operating": _probe_summary(w.operating, res, w.candidate.gpus_per_replica),
-            "verification": _probe_summary(w.verification, res, w.candidate.gpus_per_replica),
+            "id": w.id, "mode": w.candidate.mode, "replicas": w.replicas, "gpus": w.gpus,
+            "cost_per_hour": w.cost_per_hour, "capacity_requests_per_s": w.capacity.rate,
+            **deployment(w.candidate, w.config, res.model["hf_id"] or res.model["name"], w.assessment.engine,
+                         w.replicas),
+            "operating": _probe_summary(w.operating, res, w.candidate.gpus_per_replica, n),
+            "verification": _probe_summary(w.verification, res, w.candidate.gpus_per_replica, n),
             "verified": w.verification is not None and w.verification.attainment(req.slo) >= req.attainment,
         }
     else:

@@ -1,6 +1,7 @@
 """The planner: the cheapest deployment that serves a target rate within the SLOs.
 
-1. Enumerate replica configurations (GPU x TP x PP x dtype x scheduler knobs).
+1. Enumerate replica configurations (GPU x TP x PP x dtype x scheduler knobs), and with --disagg xPyD units
+   (a prefill pool and a decode pool, each with its own GPU type, TP and replica count).
 2. Assess each without simulating (plan/bounds.py): drop those that do not fit, that cannot reach the
    attainment target even unloaded, or that would need more than --max-gpus even at their throughput bound.
 3. Visit the rest cheapest-first by their lower-bound cost and search each one's capacity by simulation
@@ -8,10 +9,12 @@
    the bound is exact, so the winner equals an exhaustive search's. To keep the visited set independent of
    timing and executor, the decision on the i-th candidate sees the results of candidates 1..i-window only.
 4. Replicas = ceil(target / capacity); rank by cost per hour, then by spare capacity.
-5. Probe the best few at their operating rate (target / replicas) and verify the winner on a larger sample.
+5. Simulate the best few as whole deployments (all their replicas behind the router, at the target rate) and
+   verify the winner that way on a larger sample.
 
-Replicas are simulated as one replica at target/replicas requests/s (an even split by a load balancer); the
-cluster simulator with real routers is not wired in yet.
+The capacity search simulates one replica (one xPyD unit, itself a cluster of x + y replicas) at a time, so
+deciding how many replicas to deploy treats N replicas as one at target/N requests/s (an even split by a load
+balancer). Step 5 checks that with the cluster simulator: N replicas, the router, the whole target rate.
 """
 
 from __future__ import annotations
@@ -24,14 +27,14 @@ from servesim.config import RunConfig
 from servesim.errors import ServesimError
 from servesim.hardware.catalog import get_device
 from servesim.metrics.summary import SLO
-from servesim.plan.bounds import Assessment, assess
+from servesim.plan.bounds import Assessment, Assessor
 from servesim.plan.cache import ResultCache
 from servesim.plan.capacity import Capacity, Criterion
 from servesim.plan.evaluate import Task, TaskResult
 from servesim.plan.prices import Prices
 from servesim.plan.probe import Probe, ProbeLength, config_key, prefix, workload_fingerprint
-from servesim.plan.space import Candidate, SearchSpace
-from servesim.simulate import resolve_model
+from servesim.plan.space import Candidate, DisaggCandidate, SearchSpace
+from servesim.simulate import cluster_pools, resolve_model
 from servesim.workload.build import build_workload
 from servesim.workload.workload import Workload
 
@@ -83,9 +86,9 @@ class PlanRequest:
 class Point:
     """One candidate and everything the search learnt about it."""
 
-    candidate: Candidate
+    candidate: Candidate | DisaggCandidate
     config: RunConfig
-    price: float
+    replica_price: float  # dollars per hour for one replica (one xPyD unit)
     assessment: Assessment
     status: str = "pending"
     reason: str = ""
@@ -93,8 +96,9 @@ class Point:
     capacity: Capacity | None = None
     probes: dict[float, Probe] = field(default_factory=dict)
     replicas: int | None = None
-    operating: Probe | None = None  # at target / replicas, same sample
-    verification: Probe | None = None  # winner only: at target / replicas on the larger sample
+    operating: Probe | None = None  # the whole deployment at the target rate, probe sample
+    verification: Probe | None = None  # winner only: the whole deployment at the target rate, larger sample
+    simulated_replicas: int | None = None  # replicas the operating and verification runs simulated
     key: str = ""  # results-cache key of (config, probe sample, version)
 
     @property
@@ -106,15 +110,20 @@ class Point:
         return None if self.replicas is None else self.replicas * self.candidate.gpus_per_replica
 
     @property
+    def price(self) -> float:
+        """Dollars per GPU hour (the mean over the unit's GPUs when its pools use different types)."""
+        return self.replica_price / self.candidate.gpus_per_replica
+
+    @property
     def cost_per_hour(self) -> float | None:
-        return None if self.gpus is None else self.gpus * self.price
+        return None if self.replicas is None else self.replicas * self.replica_price
 
     def rank_key(self) -> tuple:
         return (self.cost_per_hour, -self.replicas * self.capacity.rate, self.id)
 
     def bound_key(self) -> tuple:
         """No better than this rank key is possible for the candidate."""
-        return (self.lb_replicas * self.candidate.gpus_per_replica * self.price,
+        return (self.lb_replicas * self.replica_price,
                 -self.lb_replicas * self.assessment.ub_rps, self.id)
 
     @property
@@ -131,6 +140,8 @@ class PlanResult:
     points: list[Point]
     ranked: list[Point]
     interrupted: bool = False
+    left_out: int = 0  # disaggregated units not listed: one of their pools does not fit
+
 
     @property
     def winner(self) -> Point | None:
@@ -179,12 +190,23 @@ def _check(req: PlanRequest) -> None:
 
 def _no_fit_error(model_name: str, dtype_list, max_model_len: int, points: list[Point]) -> ServesimError:
     best: dict[str, Point] = {}
-    for p in points:  # per GPU type, the configuration with the most GPUs per replica says the most
+    colocated = [p for p in points if p.candidate.mode == "colocated"] or points
+    for p in colocated:  # per GPU type, the configuration with the most GPUs per replica says the most
         if p.candidate.gpu not in best or p.candidate.gpus_per_replica > best[p.candidate.gpu].candidate.gpus_per_replica:
             best[p.candidate.gpu] = p
-    detail = "; ".join(f"{g} TP={p.candidate.tp}: {p.assessment.reason}" for g, p in sorted(best.items()))
+    detail = "; ".join(f"{g} {_shape(p.candidate)}: {p.assessment.reason}" for g, p in sorted(best.items()))
     return ServesimError(f"no GPU type fits {model_name} ({'/'.join(dtype_list)}, max_model_len {max_model_len}) at any "
                          f"TP tried: {detail}")
+
+
+def _shape(c) -> str:
+    if c.mode == "colocated":
+        return f"TP={c.tp}"
+    return f"{c.prefill.count}P TP={c.prefill.tp} + {c.decode.count}D TP={c.decode.tp}"
+
+
+def replica_price(candidate, prices: Prices) -> float:
+    return sum(n * prices.price(gpu) for gpu, n in sorted(candidate.gpu_counts().items()))
 
 
 def plan(req: PlanRequest, executor, cache: ResultCache | None = None,
@@ -203,9 +225,10 @@ def plan(req: PlanRequest, executor, cache: ResultCache | None = None,
     sample_fp = workload_fingerprint(sample)
 
     points = []
+    assessor = Assessor(probe_sample)
     for cand in req.space.candidates(model):
         cfg = cand.run_config(base)
-        points.append(Point(cand, cfg, req.prices.price(cand.gpu), assess(cfg, probe_sample)))
+        points.append(Point(cand, cfg, replica_price(cand, req.prices), assessor.assess(cfg)))
     for p in points:
         if p.assessment.status != "ok":
             p.status, p.reason = p.assessment.status, p.assessment.reason
@@ -213,6 +236,10 @@ def plan(req: PlanRequest, executor, cache: ResultCache | None = None,
         if any(p.status == "no-fit" for p in points):
             raise _no_fit_error(model.name, req.space.dtype, max_model_len, [p for p in points if p.status == "no-fit"])
         raise ServesimError(points[0].reason)
+    # A unit with a pool that does not fit says nothing new: that replica configuration is listed (or, with
+    # --disagg only, would be) as a co-located candidate with the memory numbers.
+    listed = [p for p in points if p.candidate.mode == "colocated" or p.status != "no-fit"]
+    left_out, points = len(points) - len(listed), listed
 
     slo, criterion = req.slo, Criterion(req.slo, req.attainment)
     for p in points:
@@ -251,13 +278,13 @@ def plan(req: PlanRequest, executor, cache: ResultCache | None = None,
     ranked = sorted((p for p in points if p.status == RANKED), key=Point.rank_key)
     if ranked and not interrupted:
         try:
-            _operating_points(req, ranked, sample, sample_fp, length, executor, cache)
+            _operating_points(req, base, ranked, sample, sample_fp, length, executor, cache)
         except KeyboardInterrupt:
             interrupted = True
             executor.terminate()
     workload = {k: v for k, v in sample.describe().items() if k not in ("duration_s", "rate_req_s", "qps")}
     model_info = {"name": model.name, "hf_id": model.hf_id, "params": model.num_params}
-    return PlanResult(req, model_info, workload, max_model_len, points, ranked, interrupted)
+    return PlanResult(req, model_info, workload, max_model_len, points, ranked, interrupted, left_out)
 
 
 def _finish(req: PlanRequest, p: Point, result: TaskResult) -> None:
@@ -319,21 +346,38 @@ def _search(req, queue: list[Point], criterion, sample, sample_fp, length, execu
         receive()
 
 
-def _operating_points(req, ranked: list[Point], sample, sample_fp, length, executor, cache) -> None:
-    """The best few at their operating rate (target / replicas) on the probes' sample, and the winner on a
-    longer run."""
+def _deployment_config(base: RunConfig, p: Point) -> tuple[RunConfig, int]:
+    """The whole deployment as one cluster: all replicas (units pooled) behind the router. Pooled units that
+    span more nodes move KV over the network; where the GPUs have none, one unit at target/replicas stands in."""
+    cfg = p.candidate.cluster_config(base, p.replicas)
+    if p.candidate.mode == "disaggregated" and p.replicas > 1:
+        try:
+            from servesim.hardware.links import kv_link
+
+            ppool, dpool = cluster_pools(cfg)
+            kv_link(cfg.kv_link, get_device(ppool.gpu), get_device(dpool.gpu), ppool.gpus + dpool.gpus)
+        except ServesimError:
+            return p.config, 1
+    return cfg, p.replicas
+
+
+def _operating_points(req, base: RunConfig, ranked: list[Point], sample, sample_fp, length, executor, cache) -> None:
+    """The best few as whole deployments at the target rate on the probes' sample, and the winner on a longer
+    run: N replicas behind the router rather than the capacity search's one replica at target/N."""
     verify = ProbeLength(req.verify_requests, req.verify_seconds, len(sample))
     jobs: dict = {}
     for j, p in enumerate(ranked[: max(1, req.top)]):
-        jobs[("op", j)] = (p, config_key(p.config, sample_fp, length), length, req.qps / p.replicas)
-    winner = ranked[0]
-    jobs[("verify", 0)] = (winner, config_key(winner.config, sample_fp, verify), verify, req.qps / winner.replicas)
-    for token, (p, key, rule, rate) in jobs.items():
-        executor.submit(token, Task(key, p.config, prefix(sample, rule.requests(rate)), rule, rates=(rate,),
+        cfg, p.simulated_replicas = _deployment_config(base, p)
+        rate = req.qps if p.simulated_replicas > 1 else req.qps / p.replicas
+        jobs[("op", j)] = (p, cfg, config_key(cfg, sample_fp, length), length, rate)
+        if j == 0:
+            jobs[("verify", 0)] = (p, cfg, config_key(cfg, sample_fp, verify), verify, rate)
+    for token, (p, cfg, key, rule, rate) in jobs.items():
+        executor.submit(token, Task(key, cfg, prefix(sample, rule.requests(rate)), rule, rates=(rate,),
                                     cached=cache.get(key)))
     for _ in range(len(jobs)):
         token, result = executor.next_done()
-        p, key, _, rate = jobs[token]
+        p, _, key, _, rate = jobs[token]
         cache.put(key, result.new)
         if token[0] == "op":
             p.operating = result.probes[rate]

@@ -20,6 +20,19 @@ def _knobs(c: dict) -> str:
     return f"{e.get('max_num_seqs')}/{e.get('max_num_batched_tokens')}" + (f"/{chunk}" if chunk else "")
 
 
+def replica_label(c: dict) -> str:
+    """One replica (or xPyD unit) in words: `h100 TP4`, `h100 2P TP2 + 1D TP4`."""
+    pp = f" PP{c['pp']}" if c.get("pp", 1) > 1 else ""
+    dtype = f" {c['dtype']}" if c.get("dtype", "bf16") != "bf16" else ""
+    if c.get("mode", "colocated") == "colocated":
+        return f"{c['gpu']} TP{c['tp']}{pp}{dtype}"
+    p = f"{c['prefill_replicas']}P TP{c['prefill_tp']}"
+    d = f"{c['decode_replicas']}D TP{c['decode_tp']}"
+    if c["prefill_gpu"] == c["decode_gpu"]:
+        return f"{c['prefill_gpu']} {p} + {d}{pp}{dtype}"
+    return f"{c['prefill_gpu']} {p} + {c['decode_gpu']} {d}{pp}{dtype}"
+
+
 def ranked_table(doc: dict, rows: int = 10) -> Table:
     req = doc["request"]
     title = (f"deployments serving {req['qps']:g} req/s of {doc['workload']['name']} with {req['model']['name']} "
@@ -32,19 +45,21 @@ def ranked_table(doc: dict, rows: int = 10) -> Table:
         if c["rank"] is None or c["rank"] > rows:
             continue
         at = c["operating"] or c["at_capacity"] or {}
-        replica = f"{c['gpu']} TP{c['tp']}" + (f" PP{c['pp']}" if c["pp"] > 1 else "") + (f" {c['dtype']}" if c["dtype"] != "bf16" else "")
-        t.add_row(str(c["rank"]), replica, _knobs(c), str(c["replicas"]), str(c["gpus"]), _num(c["cost_per_hour"]),
+        t.add_row(str(c["rank"]), replica_label(c), _knobs(c), str(c["replicas"]), str(c["gpus"]), _num(c["cost_per_hour"]),
                   _num(c["capacity_requests_per_s"]), _num(c["goodput_per_gpu_requests_per_s"]),
                   _num(c["requests_per_dollar"], "{:,.0f}"), _ms(at.get("ttft_p90_s")), _ms(at.get("tpot_p90_s")))
-    t.caption = ("x = replicas; cap = capacity of one replica; latencies at the operating rate (target / replicas) "
-                 "for the top rows, else at capacity; seqs/tokens = max_num_seqs/max_num_batched_tokens")
+    t.caption = ("replica: one replica, or one xPyD unit (x prefill + y decode replicas); x = replicas; cap = "
+                 "capacity of one replica; latencies of the whole deployment at the target rate for the top rows, "
+                 "else of one replica at capacity; seqs/tokens = max_num_seqs/max_num_batched_tokens")
     return t
 
 
 def counts_line(doc: dict) -> str:
     parts = [f"{n} {status}" for status, n in doc["counts"].items()]
     simulated = sum(len(c["probes"]) for c in doc["candidates"])
-    return f"{len(doc['candidates'])} candidates: " + ", ".join(parts) + f"; {simulated} capacity probes"
+    left = (doc.get("left_out") or {}).get("disaggregated_units_with_a_pool_that_does_not_fit")
+    left = f" (and {left} xPyD units with a pool that does not fit, not listed)" if left else ""
+    return f"{len(doc['candidates'])} candidates{left}: " + ", ".join(parts) + f"; {simulated} capacity probes"
 
 
 def frontier_tables(doc: dict) -> list[Table]:

@@ -24,9 +24,10 @@ from servesim.errors import ServesimError
 from servesim.plan.pareto import frontier
 from servesim.report.charts import Chart, color, style
 from servesim.report.html import Section
+from servesim.report.plan_report import replica_label
 from servesim.report.tables import html_table, td
 
-PLAN_SCHEMA = 1
+PLAN_SCHEMA = 2
 TOP_CURVES = 5
 RANKED_ROWS = 15
 SYMBOLS = {True: "circle", False: "x-thin-open"}
@@ -127,29 +128,32 @@ def _winner_html(plan: Plan) -> str:
         miss = html_table(["candidate", "reaches req/s", "short by", "why"], rows, "closest")
         return target + f'<p class="note">No deployment meets the target. Closest:</p>{miss}<p>{counts}</p>'
     v = w.get("verification") or {}
+    n = v.get("simulated_replicas") or 1
+    where = f"{_num(v.get('rate'))} req/s " + (f"over all {n} replicas" if n > 1 else "on one replica")
     verified = ("" if w.get("verified", True) else
                 '<p class="note">The longer verification run missed the attainment target: the traffic changes '
-                "over longer spans than the capacity probes; raise --probe-seconds before trusting this plan.</p>")
+                "over longer spans than the capacity probes, or the router splits it less evenly than the capacity "
+                "search assumes; raise --probe-seconds (or try another --router) before trusting this plan.</p>")
     return (target + f'<table class="winner"><tbody>'
             f'<tr><td class="name">cheapest</td><td class="config">{w["replicas"]} x {escape(w["id"])} = '
             f'{w["gpus"]} GPUs, ${w["cost_per_hour"]:.2f}/hour</td></tr>'
             f'<tr><td class="name">capacity per replica</td><td class="config">'
             f'{w["capacity_requests_per_s"]:.2f} req/s</td></tr>'
             f'<tr><td class="name">verification</td><td class="config">{_num(v.get("attainment"), "{:.1%}")} '
-            f'within the SLOs at {_num(v.get("rate"))} req/s per replica</td></tr></tbody></table>'
+            f'within the SLOs at {where}</td></tr></tbody></table>'
             f"{verified}<p>{escape(w['deploy'])}:</p><pre>{escape(w['vllm_serve'])}</pre>"
             f'<p class="explain">{escape(doc.get("replica_model", ""))}. Candidates: {counts}.</p>')
 
 
 def _ranked_html(plan: Plan) -> str:
-    header = ["#", "candidate", "GPU", "TP", "replicas", "GPUs", "$/hour", "capacity req/s", "req/s per GPU",
+    header = ["#", "candidate", "replica", "replicas", "GPUs", "$/hour", "capacity req/s", "req/s per GPU",
               "requests per $", "TTFT p90 ms", "TPOT p90 ms"]
     rows = []
     for c in plan.doc["candidates"]:
         if c.get("rank") is None or c["rank"] > RANKED_ROWS:
             continue
         at = c.get("operating") or c.get("at_capacity") or {}
-        rows.append([td(str(c["rank"])), td(escape(c["id"]), "name"), td(escape(c["gpu"])), td(str(c["tp"])),
+        rows.append([td(str(c["rank"])), td(escape(c["id"]), "name"), td(escape(replica_label(c))),
                      td(str(c["replicas"])), td(str(c["gpus"])), td(_num(c["cost_per_hour"])),
                      td(_num(c["capacity_requests_per_s"])), td(_num(c["goodput_per_gpu_requests_per_s"])),
                      td(_num(c["requests_per_dollar"], "{:,.0f}")), td(_ms(at.get("ttft_p90_s"))),
@@ -157,9 +161,14 @@ def _ranked_html(plan: Plan) -> str:
     return f'<div class="table-wrap">{html_table(header, rows, "ranked")}</div>'
 
 
+def _group(r: dict) -> str:
+    return r["gpu"] + (" P/D" if r.get("mode") == "disaggregated" else "")
+
+
 def _by_gpu(rows: list[dict]) -> list[tuple[str, list[dict]]]:
-    gpus = sorted({r["gpu"] for r in rows})
-    return [(g, [r for r in rows if r["gpu"] == g]) for g in gpus]
+    """Probes by GPU type, disaggregated units apart from co-located replicas."""
+    gpus = sorted({_group(r) for r in rows})
+    return [(g, [r for r in rows if _group(r) == g]) for g in gpus]
 
 
 def _hover(rows: list[dict]) -> list[str]:
@@ -250,8 +259,8 @@ def latency_curves(index: int, plan: Plan) -> Chart | None:
         return None
     fig = make_subplots(rows=1, cols=2, subplot_titles=["TTFT p90", "TPOT p90"], horizontal_spacing=0.08)
     for k, cid in enumerate(ids):
-        rows = sorted((r for r in plan.probes if r["candidate_id"] == cid and r["sample"] == "probe"),
-                      key=lambda r: r["rate"])
+        rows = sorted((r for r in plan.probes if r["candidate_id"] == cid and r["sample"] == "probe"
+                       and (r.get("simulated_replicas") or 1) == 1), key=lambda r: r["rate"])
         for col, key in ((1, "ttft_p90_s"), (2, "tpot_p90_s")):
             fig.add_trace(go.Scatter(x=[r["rate"] for r in rows],
                                      y=[None if r[key] is None else r[key] * 1e3 for r in rows],
@@ -279,7 +288,8 @@ def plan_sections(plans: list[Plan], options, progress: Callable[[], None]) -> t
         if any(c.get("rank") for c in plan.doc["candidates"]):
             sections.append(Section(f"plan-ranked-{i}", f"Ranked deployments: {plan.name}",
                                     f"The cheapest deployments meeting the SLOs, at most {RANKED_ROWS}; latencies "
-                                    "at the operating rate (target / replicas) where probed, else at capacity.",
+                                    "of the whole deployment at the target rate where simulated, else of one "
+                                    "replica at capacity.",
                                     html=_ranked_html(plan)))
         for build in (cost_frontier, speed_frontier, latency_curves):
             chart = build(i, plan)
