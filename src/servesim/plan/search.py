@@ -26,6 +26,7 @@ from typing import Callable
 from servesim.config import RunConfig
 from servesim.errors import ServesimError
 from servesim.hardware.catalog import get_device
+from servesim.hardware.links import kv_link
 from servesim.metrics.summary import SLO
 from servesim.plan.bounds import Assessment, Assessor
 from servesim.plan.cache import ResultCache
@@ -352,8 +353,6 @@ def _deployment_config(base: RunConfig, p: Point) -> tuple[RunConfig, int]:
     cfg = p.candidate.cluster_config(base, p.replicas)
     if p.candidate.mode == "disaggregated" and p.replicas > 1:
         try:
-            from servesim.hardware.links import kv_link
-
             ppool, dpool = cluster_pools(cfg)
             kv_link(cfg.kv_link, get_device(ppool.gpu), get_device(dpool.gpu), ppool.gpus + dpool.gpus)
         except ServesimError:
