@@ -56,8 +56,8 @@ def main() -> None:
     for p in result.points:
         modes[p.candidate.mode] = modes.get(p.candidate.mode, 0) + 1
     left = f" (+{result.left_out} xPyD units with a pool that does not fit, not listed)" if result.left_out else ""
-    print(f"{len(result.points)} candidate configs {modes}{left}, {simulated} simulated ({simulated_units} xPyD units; {probes} capacity probes of "
-          f"{req.probe_requests} requests), {counts}")
+    print(f"{len(result.points)} candidate configs {modes}{left}, {simulated} simulated ({simulated_units} xPyD "
+          f"units; {probes} capacity probes of {req.probe_requests} requests), {counts}")
     if w:
         v = w.verification
         print(f"winner: {w.replicas} x {w.id} = {w.gpus} GPUs, ${w.cost_per_hour:.2f}/h, "

@@ -14,7 +14,7 @@ from servesim.models import get_model
 from servesim.plan.bounds import assess
 from servesim.plan.cache import ResultCache
 from servesim.plan.evaluate import evaluate
-from servesim.plan.executors import SerialExecutor
+from servesim.plan.executors import LocalExecutor, SerialExecutor
 from servesim.plan.output import plan_document
 from servesim.plan.prices import load_prices
 from servesim.plan.probe import at_rate, prefix
@@ -69,6 +69,12 @@ def test_disaggregation_wins_under_tight_tpot_and_long_prompts_and_pruning_keeps
     # the winner's check is the whole deployment: its units pooled behind the router, at the full target rate
     assert w.replicas > 1 and w.simulated_replicas == w.replicas
     assert w.verification.rate == 80.0 and w.verification.attainment(pruned.request.slo) >= 0.9
+    pool = LocalExecutor(evaluate, workers=2)  # the same files from a process pool, without the cache
+    try:
+        pooled = plan(request(80.0, TIGHT), pool, None)
+    finally:
+        pool.close()
+    assert plan_document(pooled) == plan_document(pruned)
     doc, rows = plan_document(pruned)
     assert doc["winner"]["mode"] == "disaggregated" and "--kv-transfer-config" in doc["winner"]["vllm_serve"]
     assert {r["simulated_replicas"] for r in rows if r["kind"] == "verification"} == {w.replicas}

@@ -425,8 +425,9 @@ def plan(
     if not json_out:
         v = w["verification"] or {}
         n = v.get("simulated_replicas") or 1
-        where = (f"{v.get('rate', 0):.2f} req/s over all {n} replicas behind the {doc['config']['router']} router" if n > 1
-                 else f"{v.get('rate', 0):.2f} req/s on one replica")
+        kind = "xPyD units" if w["mode"] == "disaggregated" else "replicas"
+        where = (f"{v.get('rate', 0):.2f} req/s over all {n} {kind} behind the {doc['config']['router']} router" if n > 1
+                 else f"{v.get('rate', 0):.2f} req/s on one {kind[:-1]}")
         out.print(f"[bold]cheapest:[/] {w['replicas']} x {w['id']} = {w['gpus']} GPUs, ${w['cost_per_hour']:.2f}/hour; "
                   f"verified on {(v.get('completed') or 0) + (v.get('rejected') or 0)} requests at {where}: "
                   f"{(v.get('attainment') or 0) * 100:.1f}% within the SLOs", highlight=False)

@@ -252,7 +252,8 @@ class Assessor:
         # the KV leaves after the prefill (layer-wise: the last layer's share after it) and crosses the link
         transfer = (wire / model.num_layers if cfg.kv_layerwise else wire) + link.latency
         engine = {k: p.engine[k] for k in ("max_num_seqs", "max_num_batched_tokens", "max_model_len")}
-        engine.update(prefill_num_gpu_blocks=p.engine["num_gpu_blocks"], decode_num_gpu_blocks=d.engine["num_gpu_blocks"])
+        engine.update(prefill_num_gpu_blocks=p.engine["num_gpu_blocks"],
+                      decode_num_gpu_blocks=d.engine["num_gpu_blocks"])
         memory["kv_link"] = {**link.describe(), "kv_gb_per_request_mean": _mean(kv_bytes) / GB}
         return Assessment("ok", "", memory, engine, min(terms.values()), terms, p.prefill_floor + transfer,
                           d.tpot_floor)

@@ -217,9 +217,9 @@ class SearchSpace:
         if self.disagg != "off":
             out += self._disaggregated(devices, layouts, knobs)
         if not out:
+            within = f" within --disagg-max-gpus {self.disagg_max_gpus}" if self.disagg == "only" else ""
             raise ServesimError(f"no layout in TP {list(self.tp)} x PP {list(self.pp)} suits {model.name} "
-                                f"({model.num_heads} attention heads, {model.num_layers} layers)"
-                                + (f" within --disagg-max-gpus {self.disagg_max_gpus}" if self.disagg == "only" else ""))
+                                f"({model.num_heads} attention heads, {model.num_layers} layers){within}")
         return sorted(set(out), key=lambda c: c.id)
 
     def _disaggregated(self, devices, layouts, knobs) -> list[DisaggCandidate]:

@@ -46,10 +46,11 @@ def vllm_serve(candidate, cfg: RunConfig, model_id: str, engine: dict, tp: int |
 def pool_command(candidate, cfg: RunConfig, model_id: str, engine: dict, role: str) -> str:
     """One instance of a pool: vLLM's NIXL connector, the side channel this instance listens on."""
     pool = candidate.prefill if role == "prefill" else candidate.decode
-    connector = json.dumps({"kv_connector": "NixlConnector", "kv_role": f"kv_{'producer' if role == 'prefill' else 'consumer'}"},
-                           separators=(",", ":"))
+    kv_role = "kv_producer" if role == "prefill" else "kv_consumer"
+    connector = json.dumps({"kv_connector": "NixlConnector", "kv_role": kv_role}, separators=(",", ":"))
     return (f"VLLM_NIXL_SIDE_CHANNEL_HOST=<HOST> VLLM_NIXL_SIDE_CHANNEL_PORT=<SIDE_PORT> "
-            f"{vllm_serve(candidate, cfg, model_id, engine, tp=pool.tp)} --port <PORT> --kv-transfer-config '{connector}'")
+            f"{vllm_serve(candidate, cfg, model_id, engine, tp=pool.tp)} --port <PORT> "
+            f"--kv-transfer-config '{connector}'")
 
 
 def deployment(candidate, cfg: RunConfig, model_id: str, engine: dict, replicas: int) -> dict:
