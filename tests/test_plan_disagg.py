@@ -203,3 +203,9 @@ def test_cli_prints_the_per_pool_lines_and_rejects_a_bad_mode(tmp_path):
     assert "# prefill pool:" in res.output and "# fill in:" in res.output
     res = CliRunner().invoke(app, args + ["--disagg", "maybe"])
     assert res.exit_code == 2 and "--disagg 'maybe' is not a mode" in res.output
+
+
+def test_a_bad_router_is_refused_before_any_work():
+    req = request(20.0, LOOSE)
+    with pytest.raises(ServesimError, match="unknown router 'bogus'; valid choices: round-robin"):
+        run(replace(req, base=replace(req.base, router="bogus")))

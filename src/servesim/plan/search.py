@@ -187,6 +187,9 @@ def _check(req: PlanRequest) -> None:
         raise ServesimError(f"--tolerance must be in (0, 1), got {req.tolerance}")
     if req.window < 1:
         raise ServesimError(f"--window must be >= 1, got {req.window}")
+    # policy, router and KV link names are checked before any work (the cluster settings are the planner's)
+    cluster_pools(replace(req.base, replicas=1, prefill_pool=None, decode_pool=None))
+    req.space.check()
 
 
 def _no_fit_error(model_name: str, dtype_list, max_model_len: int, points: list[Point]) -> ServesimError:
