@@ -143,7 +143,6 @@ class PlanResult:
     interrupted: bool = False
     left_out: int = 0  # disaggregated units not listed: one of their pools does not fit
 
-
     @property
     def winner(self) -> Point | None:
         return self.ranked[0] if self.ranked else None
