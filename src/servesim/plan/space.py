@@ -63,9 +63,6 @@ class Candidate:
     def id(self) -> str:
         return f"{self.gpu}-tp{self.tp}{_knob_id(self)}"
 
-    def label(self) -> str:
-        return f"{self.gpu} TP{self.tp}" + (f" PP{self.pp}" if self.pp > 1 else "")
-
     def run_config(self, base: RunConfig) -> RunConfig:
         """The base run settings with this candidate's hardware and knobs: one replica."""
         return replace(_single(base), gpu=self.gpu, tp=self.tp, pp=self.pp, dtype=self.dtype,
@@ -134,12 +131,6 @@ class DisaggCandidate:
     def id(self) -> str:
         p, d = self.prefill, self.decode
         return f"{p.count}P-{p.gpu}-tp{p.tp}+{d.count}D-{d.gpu}-tp{d.tp}{_knob_id(self)}"
-
-    def label(self) -> str:
-        p, d = self.prefill, self.decode
-        pools = (f"{p.count}P TP{p.tp} + {d.count}D TP{d.tp}" if p.gpu == d.gpu
-                 else f"{p.count}P {p.gpu} TP{p.tp} + {d.count}D {d.gpu} TP{d.tp}")
-        return (f"{p.gpu} " if p.gpu == d.gpu else "") + pools + (f" PP{self.pp}" if self.pp > 1 else "")
 
     def run_config(self, base: RunConfig, units: int = 1) -> RunConfig:
         return replace(_single(base), gpu=self.prefill.gpu, tp=self.prefill.tp, pp=self.pp, dtype=self.dtype,
