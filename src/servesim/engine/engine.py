@@ -219,9 +219,13 @@ class ReplicaEngine:
         req, cfg, emits = self.req, self.cfg, self.emits
         no, pl, mt = req.num_output, req.prompt_len, req.max_tokens
         done = []
+        last_emit = emits.last
         for rid in rids:
             no[rid] += 1
-            emits.emit(rid, step)
+            if last_emit[rid] == step - 1:  # EmitLog.emit, inlined: most tokens continue a range
+                last_emit[rid] = step
+            else:
+                emits.emit(rid, step)
             if req.first_token[rid] < 0:
                 req.first_token[rid] = end
             if no[rid] >= mt[rid]:
@@ -254,19 +258,23 @@ class ReplicaEngine:
         nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens
         bs = cfg.block_size
         mml = cfg.max_model_len
-        # Steps until the first request stops (it stops at the end of that step).
+        # Steps until the first request stops (at the end of that step), and each request's block slack:
+        # it needs a new block after `slack` more tokens, then every bs.
         k_max = SPAN_CHUNK
         kv_tokens = 0
+        n_blocks = kv.n_blocks
+        slack = []
         for r in running:
-            left = mt[r] - no[r]
-            if mml - pl[r] - no[r] < left:
-                left = mml - pl[r] - no[r]
+            out = no[r]
+            left = mt[r] - out
+            if mml - pl[r] - out < left:
+                left = mml - pl[r] - out
             if left < k_max:
                 k_max = left
-            kv_tokens += nc[r]
-        # Steps until the blocks run out: request r needs a block after `slack` more tokens, then every bs.
-        n_blocks = kv.n_blocks
-        slack = sorted([n_blocks[r] * bs - nc[r] for r in running])
+            c = nc[r]
+            kv_tokens += c
+            slack.append(n_blocks[r] * bs - c)
+        slack.sort()
         b = len(running)
         free = kv.num_free
         k_kv = slack[free % b] + (free // b) * bs

@@ -114,8 +114,10 @@ class KVCacheManager:
                 return False
             self.take(need)
             self.n_blocks[rid] = held + need
-        if self.enable_caching and min(total_tokens, num_tokens) // bs > self.n_hashed[rid]:
-            self._cache(rid, min(total_tokens, num_tokens))
+        if self.enable_caching:
+            hashable = total_tokens if total_tokens < num_tokens else num_tokens
+            if hashable // bs > self.n_hashed[rid]:
+                self._cache(rid, hashable)
         return True
 
     def _grow(self, rid: int, blocks: int) -> None:
@@ -126,11 +128,11 @@ class KVCacheManager:
 
     def take(self, n: int) -> None:
         """Pop n blocks off the front of the free queue, evicting the hashes of those that had one."""
-        from_anon = min(n, self.anon_free)
-        self.anon_free -= from_anon
-        n -= from_anon
-        if n == 0:
+        if n <= self.anon_free:  # the usual case: blocks without a hash at the front
+            self.anon_free -= n
             return
+        n -= self.anon_free
+        self.anon_free = 0
         self.lru_free -= n
         lru = self.lru
         while n:
