@@ -151,3 +151,14 @@ def test_cudagraph_padding_makes_nearby_batches_cost_the_same_linear_work():
     assert cost.step_time(decode_shape(9, 9 * 100)) == pytest.approx(cost.step_time(decode_shape(16, 9 * 100)), rel=0.02)
     eager = CalibratedModel(get_model("llama-3.1-8b"), get_device("h100"), max_num_seqs=256, cuda_graphs=False)
     assert eager.step_time(prefill_shape(300)) > 0
+
+
+@pytest.mark.parametrize("tp", [1, 2])
+def test_steps_past_the_token_budget_are_priced_like_a_larger_budget(tp):
+    """Static batching prefills whole batches with no step budget: the clock must price any token count."""
+    model, device = get_model("llama-3.1-8b"), get_device("h100")
+    small = CalibratedModel(model, device, tp=tp, max_tokens=2048)
+    large = CalibratedModel(model, device, tp=tp, max_tokens=32768)
+    for tokens in (3000, 12644, 30000):
+        shape = StepShape(tokens, 8, 8, 8, tokens, tokens * 400.0, tokens, 0, 0)
+        assert small.step_time(shape) == large.step_time(shape)

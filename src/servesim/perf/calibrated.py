@@ -75,11 +75,17 @@ class CalibratedModel:
             idx = np.searchsorted(sizes, m)
             m = np.where(idx < len(sizes), sizes[np.minimum(idx, len(sizes) - 1)], m)
         m[0] = 0.0
-        self._layer = self._layer_dense(m)  # per layer: GEMMs, elementwise, all-reduces
-        self._embed = self._elementwise("add", 4.0 * m * model.hidden_size)
-        self._head = self._lm_head(np.arange(size, dtype=np.float64))
-        self._layer[0] = self._embed[0] = self._head[0] = 0.0
+        self._builders = {
+            "layer": self._layer_dense,  # per layer: GEMMs, elementwise, all-reduces
+            "embed": lambda tokens: self._elementwise("add", 4.0 * tokens * model.hidden_size),
+            "head": self._lm_head,
+        }
+        self._tables = {"layer": self._layer_dense(m), "embed": self._builders["embed"](m),
+                        "head": self._lm_head(np.arange(size, dtype=np.float64))}
+        for table in self._tables.values():
+            table[0] = 0.0
         self._decode_cache: dict[int, tuple] = {}
+        self._beyond: dict[tuple[int, int], float] = {}  # table entries priced past the tables' end
 
     # --- operators, vectorised over token counts ---
 
@@ -126,10 +132,17 @@ class CalibratedModel:
             self._decode, self._hw, float(seqs), self.heads, self.kv_heads, self.model.head_dim, self.kv_bytes)
         return float(fixed), float(per_token), float(starve), float(split)
 
-    def _table(self, table: np.ndarray, m: int) -> float:
+    def _table(self, name: str, m: int) -> float:
+        """A per-token-count price from the tables built at construction; past their end (static batching has
+        no step budget) no CUDA graph pads the step, and the same formula prices it on first use."""
+        table = self._tables[name]
         if m < len(table):
             return float(table[m])
-        raise ServesimError(f"a step of {m} tokens exceeds the {len(table) - 1} the cost model was built for")
+        key = (name, m)
+        value = self._beyond.get(key)
+        if value is None:
+            value = self._beyond[key] = float(self._builders[name](np.asarray([float(m)]))[0])
+        return value
 
     # --- decode steps: per stage, base + weight * effective KV tokens ---
 
@@ -140,15 +153,15 @@ class CalibratedModel:
         micro = min(self.pp, b)
         mb = -(-b // micro)
         fixed, per_token, starve, split = self._decode_attention(mb)
-        layer = self._table(self._layer, mb) + fixed
+        layer = self._table("layer", mb) + fixed
         last = len(self.stage_layers) - 1
         bases, weights = [], []
         for s, layers in enumerate(self.stage_layers):
             base = layers * layer
             if s == 0:
-                base += self._table(self._embed, mb)
+                base += self._table("embed", mb)
             if s == last:
-                base += self._table(self._head, mb)
+                base += self._table("head", mb)
             bases.append(base)
             weights.append(layers * per_token)
         cached = (self._host_fixed + self._host_per_seq * b, bases, weights, starve, split, float(micro),
@@ -191,15 +204,15 @@ class CalibratedModel:
             kv = s.decode_kv_tokens / micro
             # One varlen attention call serves both: it pays one launch floor, not two.
             attn += fixed + per_token * (kv + starve * kv * split / (split + kv)) - min(self._decode[0], self._prefill[0])
-        layer = self._table(self._layer, tokens) + attn
+        layer = self._table("layer", tokens) + attn
         last = len(self.stage_layers) - 1
         stages = []
         for i, layers in enumerate(self.stage_layers):
             t = layers * layer
             if i == 0:
-                t += self._table(self._embed, tokens)
+                t += self._table("embed", tokens)
             if i == last:
-                t += self._table(self._head, sampled)
+                t += self._table("head", sampled)
             stages.append(t)
         gpu = max(micro * max(stages), sum(stages) + self._send(tokens))
         return float(self._with_host(gpu, self._host_fixed + self._host_per_seq * s.num_seqs))
