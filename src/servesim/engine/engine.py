@@ -160,7 +160,7 @@ class ReplicaEngine:
                 return end
             finished = len(self.finished_now)
             self._apply_span(len(plan.ends), plan.start, plan.kv_tokens, plan.ends, plan.slack)
-            if len(self.finished_now) == finished:  # stopped by the KV blocks: the next step may preempt
+            if len(self.finished_now) == finished:  # stopped by the free blocks or SPAN_CHUNK: the next unit decides
                 return end
             now = end
         if self.finished_now:  # decoding stopped being quiet right after a span: the next unit starts there
