@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RAY_STAMP := $(VENV)/.installed-ray
 
-.PHONY: demo test test-slow bench bench-cluster bench-plan bench-report clean validate-gpu fit-kernels venv-vllm golden fidelity validate-cpu
+.PHONY: demo test test-slow bench bench-cluster bench-plan bench-report clean validate-gpu fit-kernels venv-vllm golden fidelity validate-cpu check-profiler
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,13 @@ fidelity: $(STAMP) $(VLLM_DEPS)
 	rm -rf build/fidelity
 	SERVESIM_VLLM_PYTHON=$(VLLM_PY) $(BIN)/servesim validate record $(GOLDEN) -o build/fidelity
 	$(BIN)/servesim validate schedule $(GOLDEN) --against build/fidelity
+
+# The GPU kernel profiler (scripts/profile_kernels.py) on a tiny CPU grid, with the validation environment's torch:
+# checks the script runs and writes CSVs that `servesim calibrate --kernels` reads (the timings mean nothing).
+check-profiler: $(STAMP) $(VLLM_DEPS)
+	rm -rf build/profile-check
+	$(VLLM_PY) scripts/profile_kernels.py --device cpu --quick -o build/profile-check
+	$(BIN)/servesim calibrate --kernels build/profile-check --gpu h100 -o build/profile-check/kernels.json
 
 # measure -> calibrate -> predict against a real vLLM server on this CPU; rewrites the CPU section of
 # docs/validation.md (several minutes; run it on a quiet machine).

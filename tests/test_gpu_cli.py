@@ -77,10 +77,20 @@ def test_calibrate_refits_user_measurements_and_simulate_uses_them(tmp_path):
     assert result.exit_code == 0, result.output
     fitted = json.loads(out.read_text())["measured"]["h100"]["vllm"]
     assert fitted["fit"]["gemm.bf16"]["median_abs_err"] < 0.02
+    assert fitted["fit"]["gemm.bf16"]["shipped_median_abs_err"] > 0.1  # the shipped fit is told how far off it is
     base = runner.invoke(app, QUICK[:-1] + ["--json", "--isl", "4000", "--osl", "4"])
     mine = runner.invoke(app, QUICK[:-1] + ["--json", "--isl", "4000", "--osl", "4", "--kernels", str(out)])
     ttft = [json.loads(r.output)["latency_s"]["ttft"]["mean"] for r in (base, mine)]
     assert ttft[1] > 1.3 * ttft[0]  # compute-bound prefill follows the slower GEMMs
+
+
+def test_calibrate_reports_the_shipped_models_error_on_the_measurements(tmp_path):
+    device = get_device("h100")
+    synthetic_gemm_dir(tmp_path, load_calibration(device, "vllm").get("gemm.bf16"), device)
+    out = tmp_path / "mine.json"
+    result = runner.invoke(app, ["calibrate", "--kernels", str(tmp_path), "--gpu", "h100", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["measured"]["h100"]["vllm"]["fit"]["gemm.bf16"]["shipped_median_abs_err"] < 1e-3
 
 
 def test_calibrate_rejects_bad_rows_with_file_and_line(tmp_path):

@@ -700,11 +700,13 @@ def _calibrate_kernels(kernels: Path, gpu: str, engine: str, output: Path) -> No
     from servesim.perf.kernels.calibrate import calibrate_dir
 
     stats = calibrate_dir(kernels, gpu, engine, output)
-    t = Table(title=f"kernel fit for {engine} on {gpu} (median / p90 absolute error over your measurements)")
-    for col in ("family", "measurements", "median error", "p90 error"):
+    t = Table(title=f"kernel fit for {engine} on {gpu} (absolute error over your measurements)")
+    for col in ("family", "measurements", "median error", "p90 error", "shipped model's median error"):
         t.add_column(col)
     for key, st in stats.items():
-        t.add_row(key, str(st["n"]), f"{st['median_abs_err'] * 100:.1f}%", f"{st['p90_abs_err'] * 100:.1f}%")
+        shipped = st.get("shipped_median_abs_err")
+        t.add_row(key, str(st["n"]), f"{st['median_abs_err'] * 100:.1f}%", f"{st['p90_abs_err'] * 100:.1f}%",
+                  "-" if shipped is None else f"{shipped * 100:.1f}%")
     out.print(t)
     out.print(f"wrote {output}; use it with `servesim simulate --gpu {gpu} --engine {engine} --kernels {output}`",
               highlight=False)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from servesim.errors import ServesimError
 from servesim.hardware.catalog import Device, get_device
-from servesim.perf.kernels.calibration import ENGINES, FORMAT
-from servesim.perf.kernels.fit import fit
+import numpy as np
+
+from servesim.perf.kernels.calibration import ENGINES, FORMAT, load_calibration
+from servesim.perf.kernels.fit import fit, predict
 from servesim.perf.kernels.forms import Hardware
 from servesim.perf.kernels.samples import Samples, read_csv_dir
 
@@ -39,6 +41,11 @@ def calibrate_dir(directory: str | Path, gpu: str, engine: str, output: str | Pa
     device = get_device(gpu)
     samples = read_csv_dir(directory)
     coeffs, stats = fit_samples(samples, device)
+    shipped = load_calibration(device, engine)
+    for s in samples:  # how far the shipped model (bundled fit, or its reference GPU's) is from these measurements
+        if s.key in shipped.coeffs:
+            err = np.abs(predict(s.family, shipped.coeffs[s.key], hardware(device, s.key), s) / s.latency - 1.0)
+            stats[s.key]["shipped_median_abs_err"] = round(float(np.median(err)), 4)
     data = {"format": FORMAT, "measured": {device.name: {engine: {"source": str(directory), "coeffs": coeffs,
                                                                    "fit": stats}}}}
     Path(output).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
