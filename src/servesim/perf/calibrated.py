@@ -126,11 +126,11 @@ class CalibratedModel:
         return forms.prefill_attention_time(self._prefill, self._hw, seqs, tokens, pairs, kv_tokens, self.heads,
                                             self.kv_heads, self.model.head_dim, self.kv_bytes)
 
-    def _decode_attention(self, seqs: int) -> tuple[float, float, float, float]:
-        """(fixed s, s per effective KV token, starvation, split) for `seqs` decodes; see decode_kv_effective."""
-        fixed, per_token, starve, split = forms.decode_attention_coeffs(
+    def _decode_attention(self, seqs: int) -> tuple[float, float, float, float, float]:
+        """(fixed s, s per effective KV token, starvation, split, tile) for `seqs` decodes; see forms.decode_kv."""
+        fixed, per_token, starve, split, tile = forms.decode_attention_coeffs(
             self._decode, self._hw, float(seqs), self.heads, self.kv_heads, self.model.head_dim, self.kv_bytes)
-        return float(fixed), float(per_token), float(starve), float(split)
+        return float(fixed), float(per_token), float(starve), float(split), float(tile)
 
     def _table(self, name: str, m: int) -> float:
         """A per-token-count price from the tables built at construction; past their end (static batching has
@@ -152,7 +152,7 @@ class CalibratedModel:
             return cached
         micro = min(self.pp, b)
         mb = -(-b // micro)
-        fixed, per_token, starve, split = self._decode_attention(mb)
+        fixed, per_token, starve, split, tile = self._decode_attention(mb)
         layer = self._table("layer", mb) + fixed
         last = len(self.stage_layers) - 1
         bases, weights = [], []
@@ -164,7 +164,7 @@ class CalibratedModel:
                 base += self._table("head", mb)
             bases.append(base)
             weights.append(layers * per_token)
-        cached = (self._host_fixed + self._host_per_seq * b, bases, weights, starve, split, float(micro),
+        cached = (self._host_fixed + self._host_per_seq * b, bases, weights, (starve, split, tile), float(micro),
                   self._send(mb))
         self._decode_cache[b] = cached
         return cached
@@ -176,12 +176,11 @@ class CalibratedModel:
         return self._serial + (gpu + host)
 
     def _decode_time(self, b: int, kv_tokens):
-        host, bases, weights, starve, split, micro, send = self._decode_coeffs(b)
-        kv = kv_tokens / micro
-        effective = kv + starve * kv * split / (split + kv)
+        host, bases, weights, kv_shape, micro, send = self._decode_coeffs(b)
+        effective = forms.decode_kv(kv_tokens / micro, *kv_shape)
         if self.pp == 1:
             return self._with_host(bases[0] + weights[0] * effective, host)
-        maximum = np.maximum if isinstance(kv, np.ndarray) else max  # the same value either way
+        maximum = np.maximum if isinstance(effective, np.ndarray) else max  # the same value either way
         stages = [base + weight * effective for base, weight in zip(bases, weights)]
         slowest = stages[0]
         for t in stages[1:]:
@@ -200,10 +199,10 @@ class CalibratedModel:
                                              s.prefill_attn_pairs / micro, s.prefill_kv_tokens / micro))
         if s.decode_seqs:
             decode_seqs = -(-s.decode_seqs // micro)
-            fixed, per_token, starve, split = self._decode_attention(decode_seqs)
-            kv = s.decode_kv_tokens / micro
+            fixed, per_token, starve, split, tile = self._decode_attention(decode_seqs)
+            kv = forms.decode_kv(s.decode_kv_tokens / micro, starve, split, tile)
             # One varlen attention call serves both: it pays one launch floor, not two.
-            attn += fixed + per_token * (kv + starve * kv * split / (split + kv)) - min(self._decode[0], self._prefill[0])
+            attn += fixed + per_token * kv - min(self._decode[0], self._prefill[0])
         layer = self._table("layer", tokens) + attn
         last = len(self.stage_layers) - 1
         stages = []
@@ -229,11 +228,11 @@ class CalibratedModel:
         ends = []
         kv = float(kv_tokens)
         if self.pp == 1 and self._host_overlapped:  # _decode_time inlined, operation for operation
-            host, bases, weights, starve, split, micro, _ = self._decode_coeffs(num_seqs)
+            host, bases, weights, kv_shape, micro, _ = self._decode_coeffs(num_seqs)
             base, weight, serial = bases[0], weights[0], self._serial
+            decode_kv = forms.decode_kv
             for _ in range(max_steps):
-                k = kv / micro
-                d = serial + max(base + weight * (k + starve * k * split / (split + k)), host)
+                d = serial + max(base + weight * decode_kv(kv / micro, *kv_shape), host)
                 now += d
                 ends.append(now)
                 if now >= horizon:

@@ -86,19 +86,23 @@ def gemm_time(c, hw: Hardware, m, n, k, weight_bytes=2.0):
 PREFILL_ATTN = Family(
     "context_attention",
     ("floor", "seq_cost", "compute_eff", "head_dim_exp", "wave_exp", "memory_eff", "sharpness", "tile_cost",
-     "fp8_cost", "group_exp"),
-    (1e-5, 1e-7, 0.6, 0.5, 0.5, 0.8, 3.0, 1e-8, 0.1, 0.1),
-    (1e-7, 1e-12, 0.02, 1e-3, 1e-3, 0.05, 1.0, 1e-12, 1e-4, 1e-4),
-    (2e-4, 1e-4, 1.0, 2.0, 1.0, 1.2, 12.0, 1e-5, 3.0, 1.0),
+     "fp8_cost", "group_exp", "wave_half"),
+    (1e-5, 1e-7, 0.6, 0.5, 0.5, 0.8, 3.0, 1e-8, 0.1, 0.1, 0.5),
+    (1e-7, 1e-12, 0.02, 1e-3, 1e-3, 0.05, 1.0, 1e-12, 1e-4, 1e-4, 1e-3),
+    (2e-4, 1e-4, 1.0, 2.0, 1.0, 1.2, 12.0, 1e-5, 3.0, 1.0, 100.0),
 )
 
 
 def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0):
-    floor, seq_cost, compute_eff, head_dim_exp, wave_exp, memory_eff, sharpness, tile_cost, fp8_cost, group_exp = c
+    (floor, seq_cost, compute_eff, head_dim_exp, wave_exp, memory_eff, sharpness, tile_cost, fp8_cost, group_exp,
+     wave_half) = c
     q_tiles = tokens / TILE + 0.5 * seqs  # a sequence's last query tile is on average half full
     # Grouped-query heads share each K/V tile: larger groups use the tensor cores better.
     eff = compute_eff * (head_dim / 128.0) ** head_dim_exp * (heads / kv_heads / 4.0) ** group_exp
-    eff = eff * wave_util(heads * q_tiles, hw.sms) ** wave_exp
+    # Tail-wave quantisation, and a ramp: with few waves of tiles per SM, the pipeline's fill and drain (the
+    # first K/V loads, the last stores) are not hidden behind other tiles.
+    waves = heads * q_tiles / hw.sms
+    eff = eff * wave_util(heads * q_tiles, hw.sms) ** wave_exp * waves / (waves + wave_half)
     # Causal tiles on the diagonal are computed whole: about half a tile of extra keys per query.
     compute = 4.0 * heads * head_dim * (pairs + 0.5 * TILE * tokens) / (hw.peak_flops * eff)
     traffic = tokens * 2.0 * heads * head_dim * 2.0 + kv_tokens * 2.0 * kv_heads * head_dim * kv_bytes
@@ -113,31 +117,48 @@ def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, head
 DECODE_ATTN = Family(
     "generation_attention",
     ("floor", "seq_cost", "kv_head_exp", "compute_eff", "memory_eff", "par_half", "par_exp", "sharpness", "dequant",
-     "split_context"),
-    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0),
-    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0),
-    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7),
+     "split_context", "mha_split", "kv_tile", "head_weight", "dequant_fixed"),
+    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0, 1.0, 64.0, 0.05, 0.05),
+    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0, 1e-2, 1.0, 1e-5, 1e-4),
+    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7, 1e5, 1024.0, 10.0, 3.0),
 )
 
 
 def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv_bytes=2.0):
-    """(fixed seconds, seconds per KV token, starvation, split context) of a decode attention call."""
-    floor, seq_cost, kv_head_exp, compute_eff, memory_eff, par_half, par_exp, sharpness, dequant, split_context = c
+    """(fixed s, s per KV token, starvation, split context, tile) of a decode attention call: see decode_kv."""
+    (floor, seq_cost, kv_head_exp, compute_eff, memory_eff, par_half, par_exp, sharpness, dequant, split_context,
+     mha_split, kv_tile, head_weight, dequant_fixed) = c
     per_token_compute = 4.0 * heads * head_dim / (hw.peak_flops * compute_eff)
-    # An 8-bit cache halves the bytes but pays for dequantising them.
+    # An 8-bit cache halves the bytes but pays for dequantising them, per token and per call (scales, setup).
     kv_traffic = 2.0 * kv_heads * head_dim * kv_bytes * (1.0 + dequant * (2.0 - kv_bytes))
     per_token_memory = kv_traffic / (hw.mem_bandwidth * memory_eff)
     # Few (sequence, kv-head) pairs cannot keep every SM streaming KV, unless contexts are long enough for
-    # the kernel to split each one: the loss fades as the context passes `split_context`.
+    # the kernel to split each one: the loss fades as the context passes `split_context`. Libraries split
+    # grouped-query decode readily but not always multi-head (group 1) decode: `mha_split` scales the context
+    # at which a group-1 call splits.
     starve = (par_half / (np.maximum(seqs, 1.0) * kv_heads)) ** par_exp
-    fixed = floor + seq_cost * seqs * kv_heads**kv_head_exp
-    return fixed, smooth_max(per_token_compute, per_token_memory, sharpness), starve, split_context * seqs
+    split = split_context * seqs * np.where(heads == kv_heads, mha_split, 1.0)
+    # Per sequence: a work unit per KV head, and writing each query head's output.
+    fixed = (floor + seq_cost * seqs * (kv_heads**kv_head_exp + head_weight * heads)) * (
+        1.0 + dequant_fixed * (2.0 - kv_bytes))
+    return fixed, smooth_max(per_token_compute, per_token_memory, sharpness), starve, split, kv_tile * seqs
+
+
+def decode_kv(kv_tokens, starve, split, tile):
+    """Effective KV tokens of a decode call; `tile` = KV tile x sequences. Each sequence reads whole KV tiles,
+    so short contexts cost a tile: K' = (K^4 + T^4) / (K^3 + T^3), which is T at K = 0 and at K = T and tends
+    to K beyond. Starvation then adds starve * K' * S / (S + K'). Only +, *, / on K: a span of decode steps
+    evaluates bit for bit as each step alone would."""
+    k2 = kv_tokens * kv_tokens
+    t2 = tile * tile
+    k = (k2 * k2 + t2 * t2) / (k2 * kv_tokens + t2 * tile)
+    return k + starve * k * split / (split + k)
 
 
 def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0):
-    """fixed + per_token * (K + starve * K * S / (S + K)), S = split context x sequences: only +, *, / on K."""
-    fixed, per_token, starve, split = decode_attention_coeffs(c, hw, seqs, heads, kv_heads, head_dim, kv_bytes)
-    return fixed + per_token * (kv_tokens + starve * kv_tokens * split / (split + kv_tokens))
+    """fixed + per_token * decode_kv(K)."""
+    fixed, per_token, starve, split, tile = decode_attention_coeffs(c, hw, seqs, heads, kv_heads, head_dim, kv_bytes)
+    return fixed + per_token * decode_kv(kv_tokens, starve, split, tile)
 
 
 # --- all-reduce over a tensor-parallel group ---------------------------------------------------------------
