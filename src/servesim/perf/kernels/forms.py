@@ -86,17 +86,18 @@ def gemm_time(c, hw: Hardware, m, n, k, weight_bytes=2.0):
 PREFILL_ATTN = Family(
     "context_attention",
     ("floor", "seq_cost", "compute_eff", "head_dim_exp", "wave_exp", "memory_eff", "sharpness", "tile_cost",
-     "fp8_cost", "group_exp", "wave_half"),
-    (1e-5, 1e-7, 0.6, 0.5, 0.5, 0.8, 3.0, 1e-8, 0.1, 0.1, 0.5),
-    (1e-7, 1e-12, 0.02, 1e-3, 1e-3, 0.05, 1.0, 1e-12, 1e-4, 1e-4, 1e-3),
-    (2e-4, 1e-4, 1.0, 2.0, 1.0, 1.2, 12.0, 1e-5, 3.0, 1.0, 100.0),
+     "fp8_cost", "group_exp", "wave_half", "fp8_head_dim_exp", "fp8_passes", "tile_head_exp"),
+    (1e-5, 1e-7, 0.6, 0.5, 0.5, 0.8, 3.0, 1e-8, 0.1, 0.1, 0.5, 1.0, 1.0, 0.5),
+    (1e-7, 1e-12, 0.02, 1e-3, 1e-3, 0.05, 1.0, 1e-12, 1e-4, 1e-4, 1e-3, 1e-3, 1e-4, 1e-3),
+    (2e-4, 1e-4, 1.0, 2.0, 1.0, 1.2, 12.0, 1e-5, 3.0, 1.0, 100.0, 6.0, 100.0, 1.0),
 )
 
 
 def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0):
     (floor, seq_cost, compute_eff, head_dim_exp, wave_exp, memory_eff, sharpness, tile_cost, fp8_cost, group_exp,
-     wave_half) = c
-    q_tiles = tokens / TILE + 0.5 * seqs  # a sequence's last query tile is on average half full
+     wave_half, fp8_head_dim_exp, fp8_passes, tile_head_exp) = c
+    # A sequence's last query tile is on average half full, and a sequence has at least one tile.
+    q_tiles = seqs * smooth_max(tokens / (TILE * np.maximum(seqs, 1.0)) + 0.5, 1.0, 4.0)
     # Grouped-query heads share each K/V tile: larger groups use the tensor cores better.
     eff = compute_eff * (head_dim / 128.0) ** head_dim_exp * (heads / kv_heads / 4.0) ** group_exp
     # Tail-wave quantisation, and a ramp: with few waves of tiles per SM, the pipeline's fill and drain (the
@@ -107,8 +108,14 @@ def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, head
     compute = 4.0 * heads * head_dim * (pairs + 0.5 * TILE * tokens) / (hw.peak_flops * eff)
     traffic = tokens * 2.0 * heads * head_dim * 2.0 + kv_tokens * 2.0 * kv_heads * head_dim * kv_bytes
     memory = traffic / (hw.mem_bandwidth * memory_eff)
-    kernel = smooth_max(compute, memory, sharpness) * (1.0 + fp8_cost * (2.0 - kv_bytes))  # fp8 KV: dequantise
-    return floor + seq_cost * seqs + tile_cost * heads * q_tiles + kernel
+    # An fp8 KV cache is dequantised in registers, tile by tile (wide heads pay more: register pressure),
+    # and the new tokens' q, k, v take `fp8_passes` extra passes over memory to be scaled and converted.
+    fp8 = 2.0 - kv_bytes
+    dequant = fp8_cost * (head_dim / 128.0) ** fp8_head_dim_exp * fp8
+    convert = fp8 * fp8_passes * tokens * (heads + 2.0 * kv_heads) * head_dim * 2.0 / hw.mem_bandwidth
+    kernel = smooth_max(compute, memory, sharpness) * (1.0 + dequant) + convert
+    # Per query tile: the prologue and epilogue of its thread blocks (one per head, partly concurrent).
+    return floor + seq_cost * seqs + tile_cost * heads**tile_head_exp * q_tiles + kernel
 
 
 # --- decode attention: one query token per sequence over its paged KV ------------------------------------
