@@ -15,6 +15,7 @@ import yaml
 from servesim.errors import ServesimError, choices_error
 
 GiB = 1024**3
+MiB = 1024**2
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Device:
     vendor: str = "nvidia"
     sms: int = 0  # streaming multiprocessors (compute units on AMD): wave quantisation of kernels
     visible_mem_bytes: float = 0.0  # total memory as cudaMemGetInfo reports it (what vLLM scales); 0: mem_bytes
+    l2_bytes: float = 0.0  # last-level on-chip cache in front of HBM (L2; AMD: Infinity Cache); 0: none modelled
 
     @property
     def total_visible_bytes(self) -> float:
@@ -60,26 +62,28 @@ _CATALOG = {
         # H100 SXM5 80GB: 989 TFLOPS BF16 / 1979 FP8 dense, 3.35 TB/s HBM3, NVLink 4 900 GB/s bidirectional.
         # 132 SMs; vLLM logs report total_gpu_memory 79.11 GiB on H100 80GB.
         Device("h100", 989e12, 1979e12, 3.35e12, 80 * GiB, 450e9, pcie_bandwidth=64e9, network_bandwidth=50e9,
-               sms=132, visible_mem_bytes=79.11 * GiB),
-        # H200 SXM 141GB: H100 compute, 4.8 TB/s HBM3e.
+               sms=132, visible_mem_bytes=79.11 * GiB, l2_bytes=50 * MiB),
+        # H200 SXM 141GB: H100 compute and 50 MB L2, 4.8 TB/s HBM3e.
         # vLLM logs report total_gpu_memory 139.81 GiB on H200.
         Device("h200", 989e12, 1979e12, 4.8e12, 141 * GiB, 450e9, pcie_bandwidth=64e9, network_bandwidth=50e9,
-               sms=132, visible_mem_bytes=139.81 * GiB),
+               sms=132, visible_mem_bytes=139.81 * GiB, l2_bytes=50 * MiB),
         # A100 SXM4 80GB: 312 TFLOPS BF16, no FP8, 2.039 TB/s HBM2e, NVLink 3 600 GB/s bidirectional.
-        # 108 SMs; vLLM logs report total_gpu_memory 79.15 GiB on A100-SXM4-80GB.
+        # 108 SMs, 40 MB L2; vLLM logs report total_gpu_memory 79.15 GiB on A100-SXM4-80GB.
         Device("a100", 312e12, 0.0, 2.039e12, 80 * GiB, 300e9, pcie_bandwidth=32e9, network_bandwidth=25e9,
-               sms=108, visible_mem_bytes=79.15 * GiB),
+               sms=108, visible_mem_bytes=79.15 * GiB, l2_bytes=40 * MiB),
         # B200 (HGX): 2.25 PFLOPS BF16 / 4.5 FP8 dense, 7.7 TB/s HBM3e, 180 GB, NVLink 5 1.8 TB/s bidirectional.
+        # 126 MB L2 over its two dies.
         Device("b200", 2250e12, 4500e12, 7.7e12, 180 * GiB, 900e9, pcie_bandwidth=128e9, network_bandwidth=100e9,
-               sms=148),
-        # L40S: 362 TFLOPS BF16 / 733 FP8 dense, 864 GB/s GDDR6, 48 GB, PCIe 4.0 only (no NVLink).
+               sms=148, l2_bytes=126 * MiB),
+        # L40S: 362 TFLOPS BF16 / 733 FP8 dense, 864 GB/s GDDR6, 48 GB, 96 MB L2, PCIe 4.0 only (no NVLink).
         # PCIe servers ship with Ethernet NICs: RoCE, 400 GbE per GPU.
         Device("l40s", 362.05e12, 733e12, 864e9, 46068 * 1024**2, 32e9, link_kind="pcie", pcie_bandwidth=32e9,
-               sms=142, network_kind="roce"),
-        # MI300X: 1307 TFLOPS BF16 / 2615 FP8 dense, 5.3 TB/s HBM3, 192 GB, Infinity Fabric 7 x 64 GB/s per direction.
+               sms=142, network_kind="roce", l2_bytes=96 * MiB),
+        # MI300X: 1307 TFLOPS BF16 / 2615 FP8 dense, 5.3 TB/s HBM3, 192 GB, 256 MB Infinity Cache, Infinity Fabric
+        # 7 x 64 GB/s per direction.
         # (AMD's reference MI300X clusters scale out over RoCE, 400 GbE per GPU.)
         Device("mi300x", 1307.4e12, 2614.9e12, 5.3e12, 192 * GiB, 448e9, link_kind="infinity-fabric", vendor="amd",
-               sms=304, network_kind="roce"),
+               sms=304, network_kind="roce", l2_bytes=256 * MiB),
     ]
 }
 _ALIASES = {

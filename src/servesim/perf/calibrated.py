@@ -55,10 +55,11 @@ class CalibratedModel:
         link = device.pcie_bandwidth if interconnect == "pcie" else device.link_bandwidth
         if link <= 0:
             raise ServesimError(f"{device.name} has no link bandwidth for tp/pp > 1; set link_bandwidth in its YAML")
-        self._hw = forms.Hardware(device.bf16_flops, device.mem_bandwidth, device.sms or 100, link)
+        self._hw = forms.Hardware(device.bf16_flops, device.mem_bandwidth, device.sms or 100, link, device.l2_bytes)
         self._hw_gemm = hardware(device, f"gemm.{model.dtype}") if model.dtype == "fp8" else self._hw
         pp_link = link if tp * pp <= device.gpus_per_node else device.network_bandwidth
-        self._hw_pp = forms.Hardware(device.bf16_flops, device.mem_bandwidth, device.sms or 100, pp_link)
+        self._hw_pp = forms.Hardware(device.bf16_flops, device.mem_bandwidth, device.sms or 100, pp_link,
+                                     device.l2_bytes)
         self._gemm = cal.get(f"gemm.{'fp8' if model.dtype == 'fp8' else 'bf16'}")
         self._gemm_bf16 = cal.get("gemm.bf16")
         self._prefill = cal.get("context_attention")

@@ -21,7 +21,7 @@ from servesim.perf.kernels.samples import Samples, read_csv_dir
 
 def hardware(device: Device, key: str) -> Hardware:
     peak = device.peak_flops("fp8") if key == "gemm.fp8" else device.bf16_flops
-    return Hardware(peak, device.mem_bandwidth, device.sms or 100, device.link_bandwidth)
+    return Hardware(peak, device.mem_bandwidth, device.sms or 100, device.link_bandwidth, device.l2_bytes)
 
 
 def fit_samples(samples: list[Samples], device: Device) -> tuple[dict, dict]:

@@ -31,6 +31,7 @@ class Hardware:
     mem_bandwidth: float
     sms: int
     link_bandwidth: float = 0.0
+    l2_bytes: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,8 @@ DECODE_ATTN = Family(
     "generation_attention",
     ("floor", "seq_cost", "kv_head_exp", "compute_eff", "memory_eff", "par_half", "par_exp", "sharpness", "dequant",
      "split_context", "mha_split", "kv_tile", "head_weight", "dequant_fixed"),
-    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0, 1.0, 64.0, 0.05, 0.05),
-    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0, 1e-2, 1.0, 1e-5, 1e-4),
+    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0, 1.0, 128.0, 0.05, 0.05),
+    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0, 1e-2, 16.0, 1e-5, 1e-4),
     (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7, 1e5, 1024.0, 10.0, 3.0),
 )
 
@@ -194,16 +195,20 @@ def allreduce_time(c, hw: Hardware, message_bytes, gpus):
 
 ELEMENTWISE = Family(
     "elementwise",
-    ("floor", "memory_eff"),
-    (3e-6, 0.7),
-    (1e-8, 0.02),
-    (2e-4, 1.2),
+    ("floor", "memory_eff", "l2_gain"),
+    (3e-6, 0.7, 0.3),
+    (1e-8, 0.02, 1e-4),
+    (2e-4, 1.2, 0.95),
 )
 
 
 def elementwise_time(c, hw: Hardware, traffic_bytes):
-    floor, memory_eff = c
-    return floor + traffic_bytes / (hw.mem_bandwidth * memory_eff)
+    """floor + bytes over bandwidth, less what L2 serves: a call's input was just written by the kernel before
+    it, so traffic up to about the L2 size is partly served from L2 (`l2_gain` of it; smoothly: the cached
+    part is B * L2 / (B + L2))."""
+    floor, memory_eff, l2_gain = c
+    cached = traffic_bytes * hw.l2_bytes / (traffic_bytes + hw.l2_bytes + 1.0)  # + 1 byte: no 0/0 without L2
+    return floor + (traffic_bytes - l2_gain * cached) / (hw.mem_bandwidth * memory_eff)
 
 
 FAMILIES = {f.name: f for f in (GEMM, PREFILL_ATTN, DECODE_ATTN, ALLREDUCE, ELEMENTWISE)}
