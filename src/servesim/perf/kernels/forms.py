@@ -87,16 +87,17 @@ def gemm_time(c, hw: Hardware, m, n, k, weight_bytes=2.0):
 PREFILL_ATTN = Family(
     "context_attention",
     ("floor", "seq_cost", "compute_eff", "head_dim_exp", "wave_exp", "memory_eff", "sharpness", "tile_cost",
-     "fp8_cost", "group_exp", "wave_half", "fp8_head_dim_exp", "fp8_passes", "tile_head_exp"),
-    (1e-5, 1e-7, 0.6, 0.5, 0.5, 0.8, 3.0, 1e-8, 0.1, 0.1, 0.5, 1.0, 1.0, 0.5),
-    (1e-7, 1e-12, 0.02, 1e-3, 1e-3, 0.05, 1.0, 1e-12, 1e-4, 1e-4, 1e-3, 1e-3, 1e-4, 1e-3),
-    (2e-4, 1e-4, 1.0, 2.0, 1.0, 1.2, 12.0, 1e-5, 3.0, 1.0, 100.0, 6.0, 100.0, 1.0),
+     "fp8_cost", "group_exp", "wave_half", "fp8_head_dim_exp", "fp8_passes", "tile_head_exp", "fp8_math"),
+    (1e-5, 1e-7, 0.6, 0.5, 0.5, 0.8, 3.0, 1e-8, 0.1, 0.1, 0.5, 1.0, 1.0, 0.5, 1e-4),
+    (1e-7, 1e-12, 0.02, 1e-3, 1e-3, 0.05, 1.0, 1e-12, 1e-4, 1e-4, 1e-3, 1e-3, 1e-4, 1e-3, 1e-4),
+    (2e-4, 1e-4, 1.0, 2.0, 1.0, 1.2, 12.0, 1e-5, 3.0, 1.0, 100.0, 6.0, 100.0, 1.0, 1.0),
 )
 
 
 def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0):
     (floor, seq_cost, compute_eff, head_dim_exp, wave_exp, memory_eff, sharpness, tile_cost, fp8_cost, group_exp,
-     wave_half, fp8_head_dim_exp, fp8_passes, tile_head_exp) = c
+     wave_half, fp8_head_dim_exp, fp8_passes, tile_head_exp, fp8_math) = c
+    fp8 = 2.0 - kv_bytes
     # A sequence's last query tile is on average half full, and a sequence has at least one tile.
     q_tiles = seqs * smooth_max(tokens / (TILE * np.maximum(seqs, 1.0)) + 0.5, 1.0, 4.0)
     # Grouped-query heads share each K/V tile: larger groups use the tensor cores better.
@@ -105,13 +106,13 @@ def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, head
     # first K/V loads, the last stores) are not hidden behind other tiles.
     waves = heads * q_tiles / hw.sms
     eff = eff * wave_util(heads * q_tiles, hw.sms) ** wave_exp * waves / (waves + wave_half)
-    # Causal tiles on the diagonal are computed whole: about half a tile of extra keys per query.
-    compute = 4.0 * heads * head_dim * (pairs + 0.5 * TILE * tokens) / (hw.peak_flops * eff)
+    # Causal tiles on the diagonal are computed whole: about half a tile of extra keys per query. Engines that
+    # do the attention math in fp8 over an fp8 cache gain `fp8_math` of the FP8 tensor cores' 2x (0: none).
+    compute = 4.0 * heads * head_dim * (pairs + 0.5 * TILE * tokens) / (hw.peak_flops * eff * (1.0 + fp8_math * fp8))
     traffic = tokens * 2.0 * heads * head_dim * 2.0 + kv_tokens * 2.0 * kv_heads * head_dim * kv_bytes
     memory = traffic / (hw.mem_bandwidth * memory_eff)
     # An fp8 KV cache is dequantised in registers, tile by tile (wide heads pay more: register pressure),
     # and the new tokens' q, k, v take `fp8_passes` extra passes over memory to be scaled and converted.
-    fp8 = 2.0 - kv_bytes
     dequant = fp8_cost * (head_dim / 128.0) ** fp8_head_dim_exp * fp8
     convert = fp8 * fp8_passes * tokens * (heads + 2.0 * kv_heads) * head_dim * 2.0 / hw.mem_bandwidth
     kernel = smooth_max(compute, memory, sharpness) * (1.0 + dequant) + convert
