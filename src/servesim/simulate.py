@@ -23,6 +23,7 @@ from servesim.errors import ServesimError, choices_error
 from servesim.hardware.catalog import get_device
 from servesim.hardware.links import KV_LINKS, kv_link
 from servesim.metrics.cluster import combine_colocated, combine_disaggregated, cluster_summary
+from servesim.metrics.steps import StepTable
 from servesim.metrics.summary import SLO, summarize
 from servesim.models.catalog import get_model, load_model_config
 from servesim.models.spec import ModelSpec
@@ -64,7 +65,7 @@ class SimulationResult:
     memory: MemoryPlan | None
     workload: Workload
     requests: dict[str, np.ndarray]
-    steps: dict[str, np.ndarray]
+    steps: StepTable  # a mapping of step columns, built on first read
     emits: tuple[np.ndarray, np.ndarray, np.ndarray]
     summary: dict
     meta: dict = field(default_factory=dict)
@@ -240,7 +241,7 @@ def run_simulation(cfg: RunConfig, progress: Callable[[int], None] | None = None
         requests["client"] = np.asarray(workload.client, dtype=np.int64)
         requests["priority"] = np.asarray(workload.priority, dtype=np.int64)
     slo = SLO(cfg.slo_ttft, cfg.slo_tpot)
-    summary = summarize(requests, steps, emits, slo, steps["kv_blocks_usable"])
+    summary = summarize(requests, steps, emits, slo, None)  # the StepTable knows each replica's usable blocks
     gpus = sum(p.gpus for p in pools)
     summary.update(cluster_summary(requests, steps, replicas, pools, gpus, summary, workload.client_names))
     meta = {

@@ -60,7 +60,7 @@ class ReplicaEngine:
         self.external: dict[int, int] = {}  # request -> prompt tokens whose KV arrived from elsewhere (PD)
         self.step_kv_used = 0  # blocks in use while the latest step ran (before its finishes freed theirs)
         self.steps = StepLog(cfg.block_size, cost)
-        self.emits = EmitLog(requests.n)
+        self.emits = EmitLog(requests.n, requests.emit_cursors())
         self.finished_now: list[int] = []  # requests that finished in the latest step() call
         self.preempted_now: list[int] = []  # requests preempted in the latest step
         # With log_schedule, one entry per step: ([(request, tokens), ...], [preempted requests]).

@@ -20,21 +20,23 @@ FLOAT_COLUMNS = ("start", "duration")
 class StepLog:
     """Steps as rows; a decode span as one compact record, expanded into rows only when the log is read.
 
-    A span's step ends are kept (the clock's own sums); its step durations are recomputed on read by the cost
-    model (`decode_times`, else `decode_span`), which gives them bit for bit as single steps would.
+    A span's step durations are recomputed on read by the cost model (`decode_times`, else `decode_span`), which
+    gives them bit for bit as single steps would; its step ends are then the same sequential sums the clock made
+    (start + d0, + d1, ...), so they are rebuilt too instead of stored. A step costs 48 bytes as a row and about
+    3 as part of a span (its share of the span record and of its requests' block slack).
     """
 
-    SPAN_FIELDS = ("first", "steps", "batch", "kv_tokens", "waiting", "kv_used_before", "running_after",
-                   "kv_used_after", "slack_count")
+    SPAN_FIELDS = ("steps", "batch", "waiting", "kv_used_before", "running_after", "kv_used_after")
 
     def __init__(self, block_size: int, cost):
         self.block_size = block_size
         self._cost = cost
-        self._rows = [array("d" if name in FLOAT_COLUMNS else "q") for name in STEP_COLUMNS]
-        self._span_fields = array("q")  # SPAN_FIELDS of each span, interleaved
+        self._rows = [array("d" if name in FLOAT_COLUMNS else "i") for name in STEP_COLUMNS]
+        self._span_first = array("q")  # index of each span's first step
+        self._span_kv = array("q")  # KV tokens its first step reads
+        self._span_fields = array("i")  # SPAN_FIELDS of each span, interleaved
         self._span_start = array("d")
-        self._span_ends = array("d")  # every span step's end, concatenated
-        self._slack = array("q")  # every span's requests' block slack, concatenated
+        self._slack = array("B" if block_size <= 256 else "i")  # every span's requests' block slack, concatenated
         self._count = 0
 
     def __len__(self) -> int:
@@ -51,57 +53,84 @@ class StepLog:
         """Pure-decode steps of `batch` requests from `start`, ending at `ends`, the first reading `kv_tokens`
         KV tokens. Request r takes a KV block after slack[r] + 1 steps and then every block_size steps."""
         steps = len(ends)
-        self._span_fields.extend((self._count, steps, batch, kv_tokens, waiting, kv_used_before, running_after,
-                                  kv_used_after, len(slack)))
+        assert len(slack) == batch, "a span's slack has one entry per request in its batch"
+        self._span_first.append(self._count)
+        self._span_kv.append(kv_tokens)
+        self._span_fields.extend((steps, batch, waiting, kv_used_before, running_after, kv_used_after))
         self._span_start.append(start)
-        self._span_ends.extend(ends)
         self._slack.extend(slack)
         self._count += steps
 
-    def as_numpy(self) -> dict[str, np.ndarray]:
-        out = {name: np.empty(self._count, dtype=np.float64 if name in FLOAT_COLUMNS else np.int64) for name in STEP_COLUMNS}
+    def as_numpy(self, names=STEP_COLUMNS) -> dict[str, np.ndarray]:
+        """The step table's columns `names` (all by default), one row per step."""
+        out = {name: np.empty(self._count, dtype=np.float64 if name in FLOAT_COLUMNS else np.int64) for name in names}
         is_row = np.ones(self._count, dtype=bool)
         if len(self._span_start):
             self._expand_spans(out, is_row)
         for name, column in zip(STEP_COLUMNS, self._rows):
-            out[name][is_row] = np.frombuffer(column, dtype=out[name].dtype)
+            if name in out:
+                out[name][is_row] = np.frombuffer(column, dtype=np.float64 if name in FLOAT_COLUMNS else np.int32)
         return out
 
     def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray) -> None:
-        fields = np.frombuffer(self._span_fields, dtype=np.int64).reshape(-1, len(self.SPAN_FIELDS))
-        sp = {name: np.ascontiguousarray(fields[:, i]) for i, name in enumerate(self.SPAN_FIELDS)}
-        first, lengths, b = sp["first"], sp["steps"], sp["batch"]
+        fields = np.frombuffer(self._span_fields, dtype=np.int32).reshape(-1, len(self.SPAN_FIELDS))
+        sp = {name: fields[:, i].astype(np.int64) for i, name in enumerate(self.SPAN_FIELDS)}
+        first = np.frombuffer(self._span_first, dtype=np.int64)
+        lengths, b = sp["steps"], sp["batch"]
         n = len(first)
         offsets = np.cumsum(lengths) - lengths
         span_of = np.repeat(np.arange(n), lengths)
-        within = np.arange(int(lengths.sum())) - offsets[span_of]  # 0-based step within its span
+        within = np.arange(len(span_of)) - offsets[span_of]  # 0-based step within its span
         index = first[span_of] + within
         is_row[index] = False
-        durations = self._span_durations(b, sp["kv_tokens"], lengths, span_of, within)
-        ends = np.frombuffer(self._span_ends, dtype=np.float64)
-        starts = np.empty_like(ends)
-        starts[1:] = ends[:-1]
-        starts[offsets] = np.frombuffer(self._span_start, dtype=np.float64)
-        out["start"][index] = starts
-        out["duration"][index] = durations
-        for name in ("num_tokens", "decode_tokens", "num_seqs", "running"):
-            out[name][index] = b[span_of]
-        out["waiting"][index] = sp["waiting"][span_of]
-        out["prefill_tokens"][index] = 0
-        out["preempted"][index] = 0
         last = first + lengths - 1
-        out["running"][last] = sp["running_after"]
-        # Blocks in use after step j (1-based) of a span: with (q, m) = divmod(j - 1, block_size), every request
-        # took q blocks, plus one more if its slack <= m.
-        bs = self.block_size
-        counts = np.zeros((n, bs), dtype=np.int64)
-        slack = np.frombuffer(self._slack, dtype=np.int64)
-        np.add.at(counts, (np.repeat(np.arange(n), sp["slack_count"]), slack), 1)
-        at_most = np.cumsum(counts, axis=1)
-        q, m = np.divmod(within, bs)
-        out["kv_blocks_used"][index] = sp["kv_used_before"][span_of] + b[span_of] * q + at_most[span_of, m]
-        out["kv_blocks_used"][last] = sp["kv_used_after"]
+        if "start" in out or "duration" in out:
+            kv_tokens = np.frombuffer(self._span_kv, dtype=np.int64)
+            durations = self._span_durations(b, kv_tokens, lengths, span_of, within)
+            starts = self._span_starts(durations, lengths, offsets)
+            if "start" in out:
+                out["start"][index] = starts
+            if "duration" in out:
+                out["duration"][index] = durations
+            del durations, starts
+        for name in ("num_tokens", "decode_tokens", "num_seqs", "running"):
+            if name in out:
+                out[name][index] = b[span_of]
+        if "running" in out:
+            out["running"][last] = sp["running_after"]
+        if "waiting" in out:
+            out["waiting"][index] = sp["waiting"][span_of]
+        for name in ("prefill_tokens", "preempted"):
+            if name in out:
+                out[name][index] = 0
+        if "kv_blocks_used" in out:
+            # Blocks in use after step j (1-based) of a span: with (q, m) = divmod(j - 1, block_size), every
+            # request took q blocks, plus one more if its slack <= m.
+            bs = self.block_size
+            counts = np.zeros((n, bs), dtype=np.int64)
+            slack = np.frombuffer(self._slack, dtype=np.uint8 if self._slack.typecode == "B" else np.int32)
+            np.add.at(counts, (np.repeat(np.arange(n), b), slack), 1)
+            at_most = np.cumsum(counts, axis=1)
+            q, m = np.divmod(within, bs)
+            out["kv_blocks_used"][index] = sp["kv_used_before"][span_of] + b[span_of] * q + at_most[span_of, m]
+            out["kv_blocks_used"][last] = sp["kv_used_after"]
 
+    def _span_starts(self, durations: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Each span step's start: the span's start, then the previous step's end, summed in the clock's order
+        (end_j = end_{j-1} + d_j), one position within the spans at a time over all spans that long."""
+        ends = np.empty_like(durations)
+        starts = np.empty_like(durations)
+        span_start = np.frombuffer(self._span_start, dtype=np.float64)
+        starts[offsets] = span_start
+        ends[offsets] = span_start + durations[offsets]
+        heads = offsets[np.argsort(-lengths, kind="stable")]  # spans longest first
+        ascending = np.sort(lengths)
+        for j in range(1, int(lengths.max())):
+            at = heads[: len(heads) - int(np.searchsorted(ascending, j, side="right"))] + j  # spans longer than j
+            previous = ends[at - 1]
+            starts[at] = previous
+            ends[at] = previous + durations[at]
+        return starts
 
     def _span_durations(self, batch, kv_tokens, lengths, span_of, within) -> np.ndarray:
         """Every span step's duration: step j of a span reads kv_tokens + j * batch KV tokens."""
@@ -121,12 +150,19 @@ class StepLog:
         return out
 
 
+def new_emit_cursors(num_requests: int) -> tuple[array, array]:
+    return array("q", [-10]) * num_requests, array("q", bytes(8 * num_requests))
+
+
 class EmitLog:
     """Token emissions as (request, first step, last step) ranges of consecutive steps."""
 
-    def __init__(self, num_requests: int):
-        self.last = [-10] * num_requests  # step of the latest token; negative before the first
-        self.first = [0] * num_requests  # first step of the open range
+    def __init__(self, num_requests: int, cursors: tuple[array, array] | None = None):
+        """`cursors`: the (last, first) arrays below, shared by the replicas serving one request table (a request
+        emits on one of them), so that each replica does not keep a pair as long as the whole workload."""
+        if cursors is None:
+            cursors = new_emit_cursors(num_requests)
+        self.last, self.first = cursors  # step of the latest token (negative before the first); first step of the open range
         self.rid = array("q")
         self.lo = array("q")
         self.hi = array("q")

@@ -6,6 +6,8 @@ from array import array
 
 import numpy as np
 
+from servesim.engine.logs import new_emit_cursors
+
 NOT_YET = -1.0  # a time that has not happened
 
 WAITING, RUNNING, FINISHED, REJECTED = 0, 1, 2, 3
@@ -38,6 +40,14 @@ class RequestTable:
         self.first_token = array("d", [NOT_YET]) * n
         self.finished = array("d", [NOT_YET]) * n
         self.finish_reason = bytearray(n)  # 0 none, 1 length (max_tokens), 2 max_model_len, 3 rejected
+        self._emit_cursors = None
+
+    def emit_cursors(self):
+        """Each request's open run of emitted tokens, one pair of arrays for every replica serving this table:
+        a request emits on one replica of it only."""
+        if self._emit_cursors is None:
+            self._emit_cursors = new_emit_cursors(self.n)
+        return self._emit_cursors
 
     # Block hashes: a shared block is named by the chained prefix id covering its last token and the token
     # offset into that prefix block, so two requests share exactly the blocks whose every token is shared.

@@ -12,22 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from servesim.metrics.latency import distribution, request_latencies
+from servesim.metrics.steps import StepTable, step_statistics
 
 REJECTED = 3
 
 
-def _concat_steps(replicas) -> tuple[dict[str, np.ndarray], list[int]]:
-    parts, offsets, offset = [], [], 0
-    for r in replicas:
-        s = r.engine.steps.as_numpy()
-        n = len(s["start"])
-        s["replica"] = np.full(n, r.index, dtype=np.int64)
-        s["kv_blocks_usable"] = np.full(n, r.engine.kv.num_usable, dtype=np.int64)
-        parts.append(s)
-        offsets.append(offset)
-        offset += n
-    steps = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    return steps, offsets
+def _step_table(replicas) -> StepTable:
+    return StepTable([(r.index, r.engine.steps, r.engine.kv.num_usable) for r in replicas])
 
 
 def _concat_emits(replicas, offsets: list[int]):
@@ -43,8 +34,8 @@ def _concat_emits(replicas, offsets: list[int]):
 def combine_colocated(table, replicas, run):
     requests = table.outputs_as_numpy()
     requests["replica"] = np.asarray(run.routed, dtype=np.int64)
-    steps, offsets = _concat_steps(replicas)
-    return requests, steps, _concat_emits(replicas, offsets)
+    steps = _step_table(replicas)
+    return requests, steps, _concat_emits(replicas, steps.offsets)
 
 
 def combine_disaggregated(ptable, dtable, prefill, decode, run):
@@ -70,8 +61,8 @@ def combine_disaggregated(ptable, dtable, prefill, decode, run):
         "kv_arrived": np.where(rejected, np.nan, d["arrival"]),
         "decode_admitted": np.where(rejected, np.nan, d["first_scheduled"]),
     }
-    steps, offsets = _concat_steps(prefill + decode)
-    emits = _concat_emits(decode, offsets[len(prefill):])
+    steps = _step_table(prefill + decode)
+    emits = _concat_emits(decode, steps.offsets[len(prefill):])
     return requests, steps, emits
 
 
@@ -92,14 +83,11 @@ def ttft_parts(reqs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def _replica_summary(r, reqs, lat, steps, duration: float) -> dict:
+def _replica_summary(r, reqs, lat, stats: dict, duration: float) -> dict:
     key = "decode_replica" if r.role == "decode" else "replica"
     mine = reqs[key] == r.index
     done = mine & (reqs["finish_reason"] != REJECTED)
-    in_steps = steps["replica"] == r.index
-    durations = steps["duration"][in_steps]
-    busy = float(durations.sum())
-    usage = steps["kv_blocks_used"][in_steps] / max(1, r.engine.kv.num_usable)
+    busy = stats["busy_s"]
     prompt_tokens = int(reqs["prompt_len"][done].sum())
     out = {
         **r.describe(),
@@ -110,9 +98,9 @@ def _replica_summary(r, reqs, lat, steps, duration: float) -> dict:
         "tpot_p50_s": distribution(lat["tpot"][mine])["p50"],
         "output_tokens_per_s": float(reqs["output_len"][done].sum() / duration) if duration > 0 else None,
         "busy_fraction": busy / duration if duration > 0 else None,
-        "steps": int(in_steps.sum()),
-        "kv_usage_peak": float(usage.max()) if len(usage) else 0.0,
-        "kv_usage_mean": float(np.dot(usage, durations) / busy) if busy > 0 else 0.0,
+        "steps": stats["steps"],
+        "kv_usage_peak": stats["kv_usage_peak"],
+        "kv_usage_mean": stats["kv_usage_mean"],
     }
     if r.role != "decode":
         out["prefix_hit_rate"] = float(reqs["cached_tokens"][done].sum() / max(1, prompt_tokens))
@@ -135,7 +123,8 @@ def cluster_summary(reqs, steps, replicas, pools, gpus: int, summary: dict, clie
     }
     lat = request_latencies(reqs)
     if len(replicas) > 1:
-        out["replicas"] = [_replica_summary(r, reqs, lat, steps, duration) for r in replicas]
+        stats = step_statistics(steps).replicas
+        out["replicas"] = [_replica_summary(r, reqs, lat, stats[r.index], duration) for r in replicas]
     if "prefill_done" in reqs:
         out["ttft_breakdown_s"] = {k: distribution(v) for k, v in ttft_parts(reqs).items()}
     if client_names is not None and "client" in reqs:

@@ -31,25 +31,42 @@ def _sorted_ranges(emits: tuple[np.ndarray, np.ndarray, np.ndarray]):
     return rid[order], lo[order], hi[order]
 
 
-def itl_weighted(steps: dict[str, np.ndarray], emits) -> tuple[np.ndarray, np.ndarray]:
+def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
     """Every inter-token latency as (value, multiplicity) pairs, in memory linear in steps, not tokens.
 
     Inside a range of consecutive steps lo..hi a request's gaps are the differences of consecutive step ends;
-    between two ranges of one request (it was preempted or skipped) the gap is one value.
+    between two ranges of one request (it was preempted or skipped) the gap is one value. The multiplicities
+    are float64 (exact integers), the type np.dot converts them to anyway. `steps` is a dict of step columns
+    or a StepTable, read one replica at a time (a request's ranges all lie in one replica's steps).
     """
-    ends = step_ends(steps)
+    from servesim.metrics.steps import num_steps, segments
+
     rid, lo, hi = _sorted_ranges(emits)
-    gaps = np.diff(ends)
-    cover = np.zeros(len(ends) + 1, dtype=np.int64)
-    np.add.at(cover, lo, 1)
-    np.add.at(cover, hi, -1)
-    weights = np.cumsum(cover)[: len(gaps)]
     same = rid[1:] == rid[:-1]
-    between = ends[lo[1:][same]] - ends[hi[:-1][same]]
-    values = np.concatenate([gaps, between])
-    counts = np.concatenate([weights, np.ones(len(between), dtype=np.int64)])
-    keep = counts > 0
-    return values[keep], counts[keep]
+    after, before = lo[1:][same], hi[:-1][same]  # the steps either side of each gap between two ranges
+    between = np.empty(len(after))
+    values = np.empty(num_steps(steps) + len(after))
+    counts = np.empty(len(values))
+    kept = 0
+    for seg in segments(steps, ("start", "duration")):
+        ends = seg.columns["start"] + seg.columns["duration"]
+        first, stop = seg.offset, seg.offset + len(ends)
+        cover = np.zeros(len(ends) + 1, dtype=np.int64)
+        mine = (lo >= first) & (lo < stop)
+        np.add.at(cover, lo[mine] - first, 1)
+        np.add.at(cover, hi[mine] - first, -1)
+        weights = np.cumsum(cover)[: len(ends) - 1]
+        keep = weights > 0
+        k = int(np.count_nonzero(keep))
+        values[kept: kept + k] = np.diff(ends)[keep]
+        counts[kept: kept + k] = weights[keep]
+        kept += k
+        mine = (after >= first) & (after < stop)
+        between[mine] = ends[after[mine] - first] - ends[before[mine] - first]
+    values[kept: kept + len(between)] = between
+    counts[kept: kept + len(between)] = 1.0
+    kept += len(between)
+    return values[:kept], counts[:kept]
 
 
 def itl_lists(steps: dict[str, np.ndarray], emits, num_requests: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,16 +98,54 @@ def weighted_percentiles(values: np.ndarray, counts: np.ndarray, qs) -> list[flo
     total = int(counts.sum())
     if total == 0:
         return [float("nan")] * len(qs)
-    order = np.argsort(values, kind="stable")
-    v, c = values[order], np.cumsum(counts[order])
+    positions = [q / 100.0 * (total - 1) for q in qs]
+    ranks = sorted({r for pos in positions for r in (int(np.floor(pos)), min(int(np.floor(pos)) + 1, total - 1))})
+    at = dict(zip(ranks, _values_at_ranks(values, counts, ranks)))
     out = []
-    for q in qs:
-        pos = q / 100.0 * (total - 1)
+    for pos in positions:
         below = int(np.floor(pos))
-        lo = v[np.searchsorted(c, below, side="right")]
-        hi = v[np.searchsorted(c, min(below + 1, total - 1), side="right")]
+        lo, hi = at[below], at[min(below + 1, total - 1)]
         out.append(float(lo + (hi - lo) * (pos - below)))
     return out
+
+
+SORT_AT_MOST = 1 << 18  # values sorted outright; more are first narrowed down by a histogram
+CHUNK = 1 << 20  # values binned per numpy call, to bound the temporaries
+
+
+def _values_at_ranks(values: np.ndarray, counts: np.ndarray, ranks: list[int]) -> list:
+    """The entries at 0-based `ranks` (ascending) of the sorted array that repeats each value count times.
+
+    Exactly what sorting gives, without sorting millions of values: bin them by a key monotone in the value
+    (so every value in a lower bin is smaller), find each rank's bin from the binned counts, and recurse into
+    that bin alone.
+    """
+    low, high = (values.min(), values.max()) if len(values) else (0.0, 0.0)
+    scale = (BINS - 1) / (high - low) if high > low else 0.0
+    if len(values) <= SORT_AT_MOST or not (np.isfinite(low) and np.isfinite(high) and np.isfinite(scale)) or scale <= 0:
+        order = np.argsort(values, kind="stable")
+        cum = np.cumsum(counts[order])
+        return [values[order[np.searchsorted(cum, r, side="right")]] for r in ranks]
+
+    def keys(lo, hi):
+        return ((values[lo:hi] - low) * scale).astype(np.int64)
+
+    hist = np.zeros(BINS + 1)
+    for lo in range(0, len(values), CHUNK):
+        hist += np.bincount(keys(lo, lo + CHUNK), weights=counts[lo: lo + CHUNK], minlength=BINS + 1)[: BINS + 1]
+    cum = np.cumsum(hist)
+    bins = np.searchsorted(cum, ranks, side="right")
+    out = []
+    for b in np.unique(bins).tolist():
+        parts = [(lo, keys(lo, lo + CHUNK) == b) for lo in range(0, len(values), CHUNK)]
+        sub_values = np.concatenate([values[lo: lo + CHUNK][m] for lo, m in parts])
+        sub_counts = np.concatenate([counts[lo: lo + CHUNK][m] for lo, m in parts])
+        below = int(cum[b - 1]) if b else 0
+        out += _values_at_ranks(sub_values, sub_counts, [r - below for r, rb in zip(ranks, bins) if rb == b])
+    return out
+
+
+BINS = 1 << 16
 
 
 def distribution(values: np.ndarray) -> dict[str, float]:

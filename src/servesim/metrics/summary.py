@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from servesim.metrics.latency import distribution, itl_weighted, request_latencies, step_ends, weighted_distribution
+from servesim.metrics.latency import distribution, itl_weighted, request_latencies, weighted_distribution
+from servesim.metrics.steps import step_statistics
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,8 @@ def time_weighted(values: np.ndarray, durations: np.ndarray) -> float | None:
 
 def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, slo: SLO,
               kv_blocks_usable: int | np.ndarray) -> dict:
-    """`kv_blocks_usable`: the replica's usable KV blocks, or one value per step when replicas differ."""
+    """`steps`: a dict of step columns or a StepTable. `kv_blocks_usable`: the replica's usable KV blocks, or
+    one value per step when replicas differ (a StepTable knows its replicas')."""
     lat = request_latencies(reqs)
     done = reqs["finish_reason"] != 3
     completed = int(done.sum())
@@ -79,17 +81,5 @@ def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, 
         "hit_tokens": int(reqs["hit_tokens"].sum()),
         "hit_rate": float(reqs["cached_tokens"][done].sum() / max(1, prompt_tokens)),
     }
-    durations = steps["duration"]
-    usage = steps["kv_blocks_used"] / np.maximum(1, kv_blocks_usable)
-    out["engine"] = {
-        "steps": int(len(durations)),
-        "busy_s": float(durations.sum()),
-        "kv_usage_peak": float(usage.max()) if len(usage) else 0.0,
-        "kv_usage_mean": time_weighted(usage, durations),
-        "running_mean": time_weighted(steps["running"].astype(float), durations),
-        "running_peak": int(steps["running"].max()) if len(durations) else 0,
-        "waiting_peak": int(steps["waiting"].max()) if len(durations) else 0,
-        "mean_batch_tokens": time_weighted(steps["num_tokens"].astype(float), durations),
-        "last_step_end_s": float(step_ends(steps).max()) if len(durations) else 0.0,
-    }
+    out["engine"] = step_statistics(steps, kv_blocks_usable).engine
     return out

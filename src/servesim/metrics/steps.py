@@ -1,0 +1,140 @@
+"""A cluster's step table, kept as each replica's compact step log and expanded one replica at a time.
+
+A million requests make ~26 million steps; as one table of 12 int64/float64 columns that is 2.5 GB. The metrics
+only need a few columns at once, so they walk the replicas (`segments`) and keep whole-cluster arrays only for
+the reductions that must see every step in one call (np.dot and np.sum over all steps, whose rounding depends
+on the whole array: computing them in pieces would change the last bits of the summary).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import NamedTuple
+
+import numpy as np
+
+from servesim.engine.logs import FLOAT_COLUMNS, STEP_COLUMNS
+
+COLUMNS = STEP_COLUMNS + ("replica", "kv_blocks_usable")
+
+
+class Segment(NamedTuple):
+    replica: int
+    usable: int  # the replica's usable KV blocks
+    offset: int  # index of its first step in the cluster's table
+    columns: dict[str, np.ndarray]
+
+
+class StepTable(Mapping):
+    """Every replica's steps, replica after replica (the order of the result files). Reading a column builds
+    the whole table once (what writing steps.parquet needs); `segments` reads one replica at a time."""
+
+    def __init__(self, parts: list[tuple[int, object, int]]):
+        """`parts`: (replica index, its StepLog, its usable KV blocks), in table order."""
+        self._parts = parts
+        self.offsets = np.cumsum([0] + [len(log) for _, log, _ in parts])
+        self._table: dict[str, np.ndarray] | None = None
+        self.stats = None  # step_statistics' answer, once computed
+
+    @property
+    def num_steps(self) -> int:
+        return int(self.offsets[-1])
+
+    def segments(self, names=STEP_COLUMNS) -> Iterator[Segment]:
+        for (replica, log, usable), offset in zip(self._parts, self.offsets):
+            yield Segment(replica, usable, int(offset), log.as_numpy(names))
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in COLUMNS:
+            raise KeyError(key)
+        if self._table is None:
+            self._table = self._build()
+        return self._table[key]
+
+    def __contains__(self, key) -> bool:
+        return key in COLUMNS
+
+    def __iter__(self):
+        return iter(COLUMNS)
+
+    def __len__(self) -> int:
+        return len(COLUMNS)
+
+    def _build(self) -> dict[str, np.ndarray]:
+        n = self.num_steps
+        out = {name: np.empty(n, dtype=np.float64 if name in FLOAT_COLUMNS else np.int64) for name in COLUMNS}
+        for seg in self.segments():
+            rows = slice(seg.offset, seg.offset + len(seg.columns["start"]))
+            for name, values in seg.columns.items():
+                out[name][rows] = values
+            out["replica"][rows] = seg.replica
+            out["kv_blocks_usable"][rows] = seg.usable
+        return out
+
+
+def segments(steps, names, kv_blocks_usable=None) -> Iterator[Segment]:
+    """A StepTable's replicas, or a plain dict of step columns as one segment."""
+    if isinstance(steps, StepTable):
+        yield from steps.segments(names)
+        return
+    usable = steps.get("kv_blocks_usable", kv_blocks_usable)
+    replica = steps["replica"][0] if "replica" in steps and len(steps["replica"]) else 0
+    yield Segment(int(replica), usable, 0, steps)
+
+
+def num_steps(steps) -> int:
+    return steps.num_steps if isinstance(steps, StepTable) else len(steps["start"])
+
+
+class StepStats(NamedTuple):
+    engine: dict  # the summary's "engine" section
+    replicas: dict[int, dict]  # per replica: steps, busy_s, kv_usage_peak, kv_usage_mean
+
+
+def _time_weighted(values: np.ndarray, durations: np.ndarray) -> float | None:
+    total = durations.sum()
+    return float(np.dot(values, durations) / total) if total > 0 else None
+
+
+def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
+    """Busy time, KV usage, batch sizes and queue peaks over all steps and per replica, two cluster-wide float
+    columns alive at a time. Kept on a StepTable, so the summary and the cluster summary share one pass."""
+    if isinstance(steps, StepTable) and steps.stats is not None:
+        return steps.stats
+    n = num_steps(steps)
+    durations, usage = np.empty(n), np.empty(n)
+    replicas, peaks = {}, {"running": 0, "waiting": 0, "end": -np.inf}
+    for seg in segments(steps, ("start", "duration", "kv_blocks_used", "running", "waiting"), kv_blocks_usable):
+        cols = seg.columns
+        rows = slice(seg.offset, seg.offset + len(cols["start"]))
+        durations[rows] = cols["duration"]
+        usage[rows] = cols["kv_blocks_used"] / np.maximum(1, seg.usable)
+        mine, busy = durations[rows], float(durations[rows].sum())
+        replicas[seg.replica] = {"steps": len(mine), "busy_s": busy,
+                                 "kv_usage_peak": float(usage[rows].max()) if len(mine) else 0.0,
+                                 "kv_usage_mean": float(np.dot(usage[rows], mine) / busy) if busy > 0 else 0.0}
+        if len(mine):
+            peaks["running"] = max(peaks["running"], int(cols["running"].max()))
+            peaks["waiting"] = max(peaks["waiting"], int(cols["waiting"].max()))
+            peaks["end"] = max(peaks["end"], float((cols["start"] + cols["duration"]).max()))
+        del cols, seg
+    engine = {
+        "steps": n,
+        "busy_s": float(durations.sum()),
+        "kv_usage_peak": float(usage.max()) if n else 0.0,
+        "kv_usage_mean": _time_weighted(usage, durations),
+    }
+    del usage
+    column = np.empty(n)  # one float column at a time for the time-weighted means
+    for name, key in (("running", "running_mean"), ("num_tokens", "mean_batch_tokens")):
+        for seg in segments(steps, (name,), kv_blocks_usable):
+            column[seg.offset: seg.offset + len(seg.columns[name])] = seg.columns[name]
+        engine[key] = _time_weighted(column, durations)
+    engine.update({"running_peak": peaks["running"], "waiting_peak": peaks["waiting"],
+                   "last_step_end_s": peaks["end"] if n else 0.0})
+    order = ("steps", "busy_s", "kv_usage_peak", "kv_usage_mean", "running_mean", "running_peak", "waiting_peak",
+             "mean_batch_tokens", "last_step_end_s")
+    stats = StepStats({key: engine[key] for key in order}, replicas)
+    if isinstance(steps, StepTable):
+        steps.stats = stats
+    return stats
