@@ -62,14 +62,17 @@ class StepLog:
         self._count += steps
 
     def as_numpy(self, names=STEP_COLUMNS) -> dict[str, np.ndarray]:
-        """The step table's columns `names` (all by default), one row per step."""
-        out = {name: np.empty(self._count, dtype=np.float64 if name in FLOAT_COLUMNS else np.int64) for name in names}
+        """The step table's columns `names` (all by default), one row per step; "end" may be asked for too
+        (start + duration, what the metrics call a step's end), without building the other two."""
+        out = {name: np.empty(self._count, dtype=np.float64 if name in FLOAT_COLUMNS + ("end",) else np.int64)
+               for name in names}
         is_row = np.ones(self._count, dtype=bool)
         if len(self._span_start):
             self._expand_spans(out, is_row)
-        for name, column in zip(STEP_COLUMNS, self._rows):
-            if name in out:
-                out[name][is_row] = np.frombuffer(column, dtype=np.float64 if name in FLOAT_COLUMNS else np.int32)
+        rows = {name: np.frombuffer(column, dtype=np.float64 if name in FLOAT_COLUMNS else np.int32)
+                for name, column in zip(STEP_COLUMNS, self._rows)}
+        for name in out:
+            out[name][is_row] = rows["start"] + rows["duration"] if name == "end" else rows[name]
         return out
 
     def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray) -> None:
@@ -84,15 +87,19 @@ class StepLog:
         index = first[span_of] + within
         is_row[index] = False
         last = first + lengths - 1
-        if "start" in out or "duration" in out:
+        if {"start", "duration", "end"} & out.keys():
             kv_tokens = np.frombuffer(self._span_kv, dtype=np.int64)
             durations = self._span_durations(b, kv_tokens, lengths, span_of, within)
-            starts = self._span_starts(durations, lengths, offsets)
-            if "start" in out:
-                out["start"][index] = starts
             if "duration" in out:
                 out["duration"][index] = durations
-            del durations, starts
+            ends = self._span_ends(durations, lengths, offsets)
+            if "end" in out:  # start + duration: for a span step, the previous end + duration = its end
+                out["end"][index] = ends
+            if "start" in out:
+                ends[1:] = ends[:-1]  # each step starts when the one before it ends ...
+                ends[offsets] = np.frombuffer(self._span_start, dtype=np.float64)  # ... and a span at its start
+                out["start"][index] = ends
+            del durations, ends
         for name in ("num_tokens", "decode_tokens", "num_seqs", "running"):
             if name in out:
                 out[name][index] = b[span_of]
@@ -115,22 +122,17 @@ class StepLog:
             out["kv_blocks_used"][index] = sp["kv_used_before"][span_of] + b[span_of] * q + at_most[span_of, m]
             out["kv_blocks_used"][last] = sp["kv_used_after"]
 
-    def _span_starts(self, durations: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-        """Each span step's start: the span's start, then the previous step's end, summed in the clock's order
-        (end_j = end_{j-1} + d_j), one position within the spans at a time over all spans that long."""
+    def _span_ends(self, durations: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+        """Each span step's end, summed in the clock's order (end_0 = start + d_0, end_j = end_{j-1} + d_j), one
+        position within the spans at a time over all spans at least that long."""
         ends = np.empty_like(durations)
-        starts = np.empty_like(durations)
-        span_start = np.frombuffer(self._span_start, dtype=np.float64)
-        starts[offsets] = span_start
-        ends[offsets] = span_start + durations[offsets]
+        ends[offsets] = np.frombuffer(self._span_start, dtype=np.float64) + durations[offsets]
         heads = offsets[np.argsort(-lengths, kind="stable")]  # spans longest first
         ascending = np.sort(lengths)
         for j in range(1, int(lengths.max())):
             at = heads[: len(heads) - int(np.searchsorted(ascending, j, side="right"))] + j  # spans longer than j
-            previous = ends[at - 1]
-            starts[at] = previous
-            ends[at] = previous + durations[at]
-        return starts
+            ends[at] = ends[at - 1] + durations[at]
+        return ends
 
     def _span_durations(self, batch, kv_tokens, lengths, span_of, within) -> np.ndarray:
         """Every span step's duration: step j of a span reads kv_tokens + j * batch KV tokens."""

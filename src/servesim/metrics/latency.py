@@ -48,8 +48,8 @@ def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
     values = np.empty(num_steps(steps) + len(after))
     counts = np.empty(len(values))
     kept = 0
-    for seg in segments(steps, ("start", "duration")):
-        ends = seg.columns["start"] + seg.columns["duration"]
+    for seg in segments(steps, ("end",)):
+        ends = seg.columns["end"]
         first, stop = seg.offset, seg.offset + len(ends)
         cover = np.zeros(len(ends) + 1, dtype=np.int64)
         mine = (lo >= first) & (lo < stop)

@@ -79,7 +79,10 @@ def segments(steps, names, kv_blocks_usable=None) -> Iterator[Segment]:
         return
     usable = steps.get("kv_blocks_usable", kv_blocks_usable)
     replica = steps["replica"][0] if "replica" in steps and len(steps["replica"]) else 0
-    yield Segment(int(replica), usable, 0, steps)
+    columns = dict(steps)
+    if "end" in names and "end" not in columns:
+        columns["end"] = steps["start"] + steps["duration"]
+    yield Segment(int(replica), usable, 0, columns)
 
 
 def num_steps(steps) -> int:
@@ -104,9 +107,9 @@ def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
     n = num_steps(steps)
     durations, usage = np.empty(n), np.empty(n)
     replicas, peaks = {}, {"running": 0, "waiting": 0, "end": -np.inf}
-    for seg in segments(steps, ("start", "duration", "kv_blocks_used", "running", "waiting"), kv_blocks_usable):
+    for seg in segments(steps, ("duration", "end", "kv_blocks_used", "running", "waiting"), kv_blocks_usable):
         cols = seg.columns
-        rows = slice(seg.offset, seg.offset + len(cols["start"]))
+        rows = slice(seg.offset, seg.offset + len(cols["duration"]))
         durations[rows] = cols["duration"]
         usage[rows] = cols["kv_blocks_used"] / np.maximum(1, seg.usable)
         mine, busy = durations[rows], float(durations[rows].sum())
@@ -116,7 +119,7 @@ def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
         if len(mine):
             peaks["running"] = max(peaks["running"], int(cols["running"].max()))
             peaks["waiting"] = max(peaks["waiting"], int(cols["waiting"].max()))
-            peaks["end"] = max(peaks["end"], float((cols["start"] + cols["duration"]).max()))
+            peaks["end"] = max(peaks["end"], float(cols["end"].max()))
         del cols, seg
     engine = {
         "steps": n,
