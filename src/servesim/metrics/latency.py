@@ -113,7 +113,7 @@ SORT_AT_MOST = 1 << 18  # values sorted outright; more are first narrowed down b
 CHUNK = 1 << 20  # values binned per numpy call, to bound the temporaries
 
 
-def _values_at_ranks(values: np.ndarray, counts: np.ndarray, ranks: list[int]) -> list:
+def _values_at_ranks(values: np.ndarray, counts: np.ndarray, ranks: list[int], narrow: bool = True) -> list:
     """The entries at 0-based `ranks` (ascending) of the sorted array that repeats each value count times.
 
     Exactly what sorting gives, without sorting millions of values: bin them by a key monotone in the value
@@ -122,7 +122,7 @@ def _values_at_ranks(values: np.ndarray, counts: np.ndarray, ranks: list[int]) -
     """
     low, high = (values.min(), values.max()) if len(values) else (0.0, 0.0)
     scale = (BINS - 1) / (high - low) if high > low else 0.0
-    if len(values) <= SORT_AT_MOST or not (np.isfinite(low) and np.isfinite(high) and np.isfinite(scale)) or scale <= 0:
+    if not narrow or len(values) <= SORT_AT_MOST or not (np.isfinite(low) and np.isfinite(high) and np.isfinite(scale)) or scale <= 0:
         order = np.argsort(values, kind="stable")
         cum = np.cumsum(counts[order])
         return [values[order[np.searchsorted(cum, r, side="right")]] for r in ranks]
@@ -141,7 +141,8 @@ def _values_at_ranks(values: np.ndarray, counts: np.ndarray, ranks: list[int]) -
         sub_values = np.concatenate([values[lo: lo + CHUNK][m] for lo, m in parts])
         sub_counts = np.concatenate([counts[lo: lo + CHUNK][m] for lo, m in parts])
         below = int(cum[b - 1]) if b else 0
-        out += _values_at_ranks(sub_values, sub_counts, [r - below for r, rb in zip(ranks, bins) if rb == b])
+        out += _values_at_ranks(sub_values, sub_counts, [r - below for r, rb in zip(ranks, bins) if rb == b],
+                                narrow=len(sub_values) < len(values))  # rounding may put all in one bin: sort them
     return out
 
 
