@@ -61,3 +61,21 @@ def test_itl_weighted_per_replica_equals_one_table():
     # ends rebuilt from each span's start and durations are the start + duration the table holds
     for seg in steps.segments(("start", "duration", "end")):
         np.testing.assert_array_equal(seg.columns["end"], seg.columns["start"] + seg.columns["duration"])
+
+
+@pytest.mark.parametrize("per_pass", [1, 5, 300])
+def test_span_expansion_in_passes_equals_one_pass(per_pass, monkeypatch):
+    """Reading a step log a few span steps at a time gives the table reading it all at once gives."""
+    from servesim.config import make_config
+    from servesim.engine import logs
+    from servesim.simulate import run_simulation
+
+    cfg = make_config(None, model="llama-3.1-8b", gpu="h100", workload="chat", seed=2, requests=200, qps=10.0,
+                      block_size=32)
+    log = run_simulation(cfg).steps.parts[0][1]
+    names = logs.STEP_COLUMNS + ("end",)
+    whole = log.as_numpy(names)
+    assert len(log._span_start) > 5 and len(whole["start"]) > 1000
+    monkeypatch.setattr(logs, "SPAN_STEPS_PER_PASS", per_pass)
+    for name, column in log.as_numpy(names).items():
+        np.testing.assert_array_equal(column, whole[name], err_msg=name)

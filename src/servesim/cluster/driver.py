@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from typing import Callable
+
+import numpy as np
 
 from servesim.cluster.replica import Replica
 from servesim.cluster.transfer import KVTransfer
@@ -33,7 +36,7 @@ class ArrivalSource:
             self._heap = [(0.0, rid) for rid in range(first)]
             self._next_rid = first
         else:
-            self._times = workload.arrival.tolist()
+            self._times = array("d", np.asarray(workload.arrival, dtype=np.float64).tobytes())
 
     def next_time(self) -> float:
         if self.closed:

@@ -39,7 +39,8 @@ class LeastOutstandingRouter:
         pass
 
     def choose(self, rid: int, replicas, now: float) -> int:
-        return min(range(len(replicas)), key=lambda i: (replicas[i].outstanding(now), i))
+        loads = [r.outstanding(now) for r in replicas]
+        return loads.index(min(loads))  # the first of the least loaded
 
 
 class LeastKVRouter:

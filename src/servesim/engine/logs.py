@@ -15,6 +15,7 @@ import numpy as np
 STEP_COLUMNS = ("start", "duration", "num_tokens", "prefill_tokens", "decode_tokens", "num_seqs", "running",
                 "waiting", "kv_blocks_used", "preempted")
 FLOAT_COLUMNS = ("start", "duration")
+SPAN_STEPS_PER_PASS = 1 << 18  # span steps expanded per numpy pass when the log is read
 
 
 class StepLog:
@@ -76,9 +77,24 @@ class StepLog:
         return out
 
     def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray) -> None:
+        """Spans a batch of about SPAN_STEPS_PER_PASS steps at a time, so the temporaries stay that small."""
         fields = np.frombuffer(self._span_fields, dtype=np.int32).reshape(-1, len(self.SPAN_FIELDS))
-        sp = {name: fields[:, i].astype(np.int64) for i, name in enumerate(self.SPAN_FIELDS)}
+        steps_through = np.cumsum(fields[:, 0], dtype=np.int64)  # span steps up to and including each span
+        slack_through = np.cumsum(fields[:, 1], dtype=np.int64)  # slack entries likewise (one per request)
+        slack = np.frombuffer(self._slack, dtype=np.uint8 if self._slack.typecode == "B" else np.int32)
         first = np.frombuffer(self._span_first, dtype=np.int64)
+        kv_tokens = np.frombuffer(self._span_kv, dtype=np.int64)
+        start = np.frombuffer(self._span_start, dtype=np.float64)
+        lo, n = 0, len(first)
+        while lo < n:
+            before = int(steps_through[lo - 1]) if lo else 0
+            hi = max(lo + 1, int(np.searchsorted(steps_through, before + SPAN_STEPS_PER_PASS, side="right")))
+            used = slice(int(slack_through[lo - 1]) if lo else 0, int(slack_through[hi - 1]))
+            self._expand_some(out, is_row, fields[lo:hi], first[lo:hi], kv_tokens[lo:hi], start[lo:hi], slack[used])
+            lo = hi
+
+    def _expand_some(self, out, is_row, fields, first, kv_tokens, start, slack) -> None:
+        sp = {name: fields[:, i].astype(np.int64) for i, name in enumerate(self.SPAN_FIELDS)}
         lengths, b = sp["steps"], sp["batch"]
         n = len(first)
         offsets = np.cumsum(lengths) - lengths
@@ -88,16 +104,15 @@ class StepLog:
         is_row[index] = False
         last = first + lengths - 1
         if {"start", "duration", "end"} & out.keys():
-            kv_tokens = np.frombuffer(self._span_kv, dtype=np.int64)
             durations = self._span_durations(b, kv_tokens, lengths, span_of, within)
             if "duration" in out:
                 out["duration"][index] = durations
-            ends = self._span_ends(durations, lengths, offsets)
+            ends = self._span_ends(start, durations, lengths, offsets)
             if "end" in out:  # start + duration: for a span step, the previous end + duration = its end
                 out["end"][index] = ends
             if "start" in out:
                 ends[1:] = ends[:-1]  # each step starts when the one before it ends ...
-                ends[offsets] = np.frombuffer(self._span_start, dtype=np.float64)  # ... and a span at its start
+                ends[offsets] = start  # ... and a span's first at the span's start
                 out["start"][index] = ends
             del durations, ends
         for name in ("num_tokens", "decode_tokens", "num_seqs", "running"):
@@ -115,18 +130,18 @@ class StepLog:
             # request took q blocks, plus one more if its slack <= m.
             bs = self.block_size
             counts = np.zeros((n, bs), dtype=np.int64)
-            slack = np.frombuffer(self._slack, dtype=np.uint8 if self._slack.typecode == "B" else np.int32)
             np.add.at(counts, (np.repeat(np.arange(n), b), slack), 1)
             at_most = np.cumsum(counts, axis=1)
             q, m = np.divmod(within, bs)
             out["kv_blocks_used"][index] = sp["kv_used_before"][span_of] + b[span_of] * q + at_most[span_of, m]
             out["kv_blocks_used"][last] = sp["kv_used_after"]
 
-    def _span_ends(self, durations: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _span_ends(start, durations: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Each span step's end, summed in the clock's order (end_0 = start + d_0, end_j = end_{j-1} + d_j), one
         position within the spans at a time over all spans at least that long."""
         ends = np.empty_like(durations)
-        ends[offsets] = np.frombuffer(self._span_start, dtype=np.float64) + durations[offsets]
+        ends[offsets] = start + durations[offsets]
         heads = offsets[np.argsort(-lengths, kind="stable")]  # spans longest first
         ascending = np.sort(lengths)
         for j in range(1, int(lengths.max())):

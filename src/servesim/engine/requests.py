@@ -23,8 +23,9 @@ class RequestTable:
                  priority=None, client=None):
         n = len(prompt_len)
         self.n = n
-        self.prompt_len = np.asarray(prompt_len, dtype=np.int64).tolist()
-        self.max_tokens = np.asarray(output_len, dtype=np.int64).tolist()
+        # Typed arrays, not lists of ints: 8 bytes a request instead of ~40 (a million requests, four columns)
+        self.prompt_len = array("q", np.asarray(prompt_len, dtype=np.int64).tobytes())
+        self.max_tokens = array("q", np.asarray(output_len, dtype=np.int64).tobytes())
         self.prefix_ids = prefix_ids  # per request: None or a sequence of chained prefix-block ids
         self.prefix_block_tokens = prefix_block_tokens
         self.priority = list(priority) if priority is not None else None

@@ -58,9 +58,10 @@ def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
         weights = np.cumsum(cover)[: len(ends) - 1]
         keep = weights > 0
         k = int(np.count_nonzero(keep))
-        values[kept: kept + k] = np.diff(ends)[keep]
+        np.compress(keep, np.diff(ends), out=values[kept: kept + k])
         counts[kept: kept + k] = weights[keep]
         kept += k
+        del cover, weights, keep
         mine = (after >= first) & (after < stop)
         between[mine] = ends[after[mine] - first] - ends[before[mine] - first]
     values[kept: kept + len(between)] = between
@@ -121,8 +122,9 @@ def _values_at_ranks(values: np.ndarray, counts: np.ndarray, ranks: list[int], n
     that bin alone.
     """
     low, high = (values.min(), values.max()) if len(values) else (0.0, 0.0)
-    scale = (BINS - 1) / (high - low) if high > low else 0.0
-    if not narrow or len(values) <= SORT_AT_MOST or not (np.isfinite(low) and np.isfinite(high) and np.isfinite(scale)) or scale <= 0:
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        scale = (BINS - 1) / (high - low) if high > low else 0.0
+    if not (narrow and len(values) > SORT_AT_MOST and np.isfinite(scale) and scale > 0):  # NaN or inf fail too
         order = np.argsort(values, kind="stable")
         cum = np.cumsum(counts[order])
         return [values[order[np.searchsorted(cum, r, side="right")]] for r in ranks]

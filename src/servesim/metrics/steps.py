@@ -31,7 +31,7 @@ class StepTable(Mapping):
 
     def __init__(self, parts: list[tuple[int, object, int]]):
         """`parts`: (replica index, its StepLog, its usable KV blocks), in table order."""
-        self._parts = parts
+        self.parts = parts  # (replica index, StepLog, usable KV blocks)
         self.offsets = np.cumsum([0] + [len(log) for _, log, _ in parts])
         self._table: dict[str, np.ndarray] | None = None
         self.stats = None  # step_statistics' answer, once computed
@@ -41,7 +41,7 @@ class StepTable(Mapping):
         return int(self.offsets[-1])
 
     def segments(self, names=STEP_COLUMNS) -> Iterator[Segment]:
-        for (replica, log, usable), offset in zip(self._parts, self.offsets):
+        for (replica, log, usable), offset in zip(self.parts, self.offsets):
             yield Segment(replica, usable, int(offset), log.as_numpy(names))
 
     def __getitem__(self, key: str) -> np.ndarray:

@@ -52,11 +52,10 @@ def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, 
     start = float(reqs["arrival"][done].min())
     end = float(reqs["finished"][done].max())
     duration = end - start
-    values, counts = itl_weighted(steps, emits)
     out["latency_s"] = {
         "ttft": distribution(lat["ttft"]),
         "tpot": distribution(lat["tpot"]),
-        "itl": weighted_distribution(values, counts),
+        "itl": weighted_distribution(*itl_weighted(steps, emits)),  # freed before the step statistics run
         "e2e": distribution(lat["e2e"]),
         "queue": distribution(lat["queue"]),
     }
