@@ -30,8 +30,8 @@ class RequestTable:
         self.prefix_block_tokens = prefix_block_tokens
         self.priority = list(priority) if priority is not None else None
         self.client = list(client) if client is not None else None
-        self.num_output = [0] * n
-        self.num_computed = [0] * n
+        self.num_output = array("q", bytes(8 * n))
+        self.num_computed = array("q", bytes(8 * n))
         self.status = bytearray(n)
         self.num_preemptions = array("q", bytes(8 * n))
         self.cached_tokens = array("q", bytes(8 * n))  # prefix-cache hit at first admission
@@ -80,16 +80,22 @@ class RequestTable:
         return lambda rid: shared_tokens(rid) // block_size
 
     def outputs_as_numpy(self) -> dict[str, np.ndarray]:
+        """The per-request results as numpy views over the table's own columns, not copies (a million requests'
+        columns are ~90 MB): read them once the run is over, and copy one before changing it if the table
+        is still in use."""
+        def view(column, dtype):
+            return np.frombuffer(column, dtype=dtype)
+
         return {
-            "prompt_len": np.asarray(self.prompt_len, dtype=np.int64),
-            "output_len": np.asarray(self.num_output, dtype=np.int64),
-            "max_tokens": np.asarray(self.max_tokens, dtype=np.int64),
-            "arrival": np.frombuffer(self.arrival, dtype=np.float64).copy(),
-            "first_scheduled": np.frombuffer(self.first_scheduled, dtype=np.float64).copy(),
-            "first_token": np.frombuffer(self.first_token, dtype=np.float64).copy(),
-            "finished": np.frombuffer(self.finished, dtype=np.float64).copy(),
-            "preemptions": np.frombuffer(self.num_preemptions, dtype=np.int64).copy(),
-            "cached_tokens": np.frombuffer(self.cached_tokens, dtype=np.int64).copy(),
-            "hit_tokens": np.frombuffer(self.hit_tokens, dtype=np.int64).copy(),
-            "finish_reason": np.frombuffer(bytes(self.finish_reason), dtype=np.uint8).copy(),
+            "prompt_len": view(self.prompt_len, np.int64),
+            "output_len": view(self.num_output, np.int64),
+            "max_tokens": view(self.max_tokens, np.int64),
+            "arrival": view(self.arrival, np.float64),
+            "first_scheduled": view(self.first_scheduled, np.float64),
+            "first_token": view(self.first_token, np.float64),
+            "finished": view(self.finished, np.float64),
+            "preemptions": view(self.num_preemptions, np.int64),
+            "cached_tokens": view(self.cached_tokens, np.int64),
+            "hit_tokens": view(self.hit_tokens, np.int64),
+            "finish_reason": view(self.finish_reason, np.uint8),
         }

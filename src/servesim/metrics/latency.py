@@ -31,6 +31,17 @@ def _sorted_ranges(emits: tuple[np.ndarray, np.ndarray, np.ndarray]):
     return rid[order], lo[order], hi[order]
 
 
+def _gaps_between_ranges(emits) -> tuple[np.ndarray, np.ndarray]:
+    """(step after, step before) each gap between two consecutive ranges of one request, in (request, step)
+    order; only requests with several ranges (preempted or skipped ones) are sorted."""
+    rid, lo, hi = emits
+    several = np.flatnonzero(np.bincount(rid)[rid] > 1)
+    order = several[np.lexsort((lo[several], rid[several]))]
+    rid, lo, hi = rid[order], lo[order], hi[order]
+    same = rid[1:] == rid[:-1]
+    return lo[1:][same], hi[:-1][same]
+
+
 def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
     """Every inter-token latency as (value, multiplicity) pairs, in memory linear in steps, not tokens.
 
@@ -41,9 +52,8 @@ def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
     """
     from servesim.metrics.steps import num_steps, segments
 
-    rid, lo, hi = _sorted_ranges(emits)
-    same = rid[1:] == rid[:-1]
-    after, before = lo[1:][same], hi[:-1][same]  # the steps either side of each gap between two ranges
+    _, lo, hi = emits
+    after, before = _gaps_between_ranges(emits)
     between = np.empty(len(after))
     values = np.empty(num_steps(steps) + len(after))
     counts = np.empty(len(values))
@@ -111,7 +121,7 @@ def weighted_percentiles(values: np.ndarray, counts: np.ndarray, qs) -> list[flo
 
 
 SORT_AT_MOST = 1 << 18  # values sorted outright; more are first narrowed down by a histogram
-CHUNK = 1 << 20  # values binned per numpy call, to bound the temporaries
+CHUNK = 1 << 18  # values binned per numpy call, to bound the temporaries
 
 
 def _values_at_ranks(values: np.ndarray, counts: np.ndarray, ranks: list[int], narrow: bool = True) -> list:

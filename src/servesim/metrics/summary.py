@@ -33,7 +33,6 @@ def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, 
               kv_blocks_usable: int | np.ndarray) -> dict:
     """`steps`: a dict of step columns or a StepTable. `kv_blocks_usable`: the replica's usable KV blocks, or
     one value per step when replicas differ (a StepTable knows its replicas')."""
-    lat = request_latencies(reqs)
     done = reqs["finish_reason"] != 3
     completed = int(done.sum())
     out: dict = {
@@ -52,10 +51,12 @@ def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, 
     start = float(reqs["arrival"][done].min())
     end = float(reqs["finished"][done].max())
     duration = end - start
+    itl = weighted_distribution(*itl_weighted(steps, emits))  # first: its buffers are the largest arrays here
+    lat = request_latencies(reqs)
     out["latency_s"] = {
         "ttft": distribution(lat["ttft"]),
         "tpot": distribution(lat["tpot"]),
-        "itl": weighted_distribution(*itl_weighted(steps, emits)),  # freed before the step statistics run
+        "itl": itl,
         "e2e": distribution(lat["e2e"]),
         "queue": distribution(lat["queue"]),
     }
@@ -80,5 +81,6 @@ def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, 
         "hit_tokens": int(reqs["hit_tokens"].sum()),
         "hit_rate": float(reqs["cached_tokens"][done].sum() / max(1, prompt_tokens)),
     }
+    del lat, met  # the step statistics hold two float columns as long as the step table
     out["engine"] = step_statistics(steps, kv_blocks_usable).engine
     return out
