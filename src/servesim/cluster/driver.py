@@ -36,19 +36,22 @@ class ArrivalSource:
             self._heap = [(0.0, rid) for rid in range(first)]
             self._next_rid = first
         else:
-            self._times = array("d", np.asarray(workload.arrival, dtype=np.float64).tobytes())
+            self._times = array("d", np.asarray(workload.arrival, dtype=np.float64).tobytes())  # 8 B a request
+            self._upcoming = self._times[0] if self.n else math.inf  # asked for at every event: kept as a float
 
     def next_time(self) -> float:
         if self.closed:
             return self._heap[0][0] if self._heap else math.inf
-        return self._times[self._next_rid] if self._next_rid < self.n else math.inf
+        return self._upcoming
 
     def pop(self) -> tuple[float, int]:
         if self.closed:
             return heapq.heappop(self._heap)
         rid = self._next_rid
         self._next_rid += 1
-        return self._times[rid], rid
+        at = self._upcoming
+        self._upcoming = self._times[rid + 1] if rid + 1 < self.n else math.inf
+        return at, rid
 
     def done(self, rid: int, now: float) -> None:
         """A request finished (or was rejected); a closed-loop client sends its next one."""
