@@ -61,11 +61,11 @@ def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
     for seg in segments(steps, ("end",)):
         ends = seg.columns["end"]
         first, stop = seg.offset, seg.offset + len(ends)
-        cover = np.zeros(len(ends) + 1, dtype=np.int64)
+        cover = np.zeros(len(ends) + 1, dtype=np.int32)  # ranges covering each gap: at most the batch size
         mine = (lo >= first) & (lo < stop)
         np.add.at(cover, lo[mine] - first, 1)
         np.add.at(cover, hi[mine] - first, -1)
-        weights = np.cumsum(cover)[: len(ends) - 1]
+        weights = np.cumsum(cover, out=cover)[: len(ends) - 1]
         keep = weights > 0
         k = int(np.count_nonzero(keep))
         np.compress(keep, np.diff(ends), out=values[kept: kept + k])
@@ -74,6 +74,7 @@ def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
         del cover, weights, keep
         mine = (after >= first) & (after < stop)
         between[mine] = ends[after[mine] - first] - ends[before[mine] - first]
+        del seg, ends  # before the next replica's columns are built
     values[kept: kept + len(between)] = between
     counts[kept: kept + len(between)] = 1.0
     kept += len(between)
