@@ -86,6 +86,7 @@ class CalibratedModel:
         for table in self._tables.values():
             table[0] = 0.0
         self._decode_cache: dict[int, tuple] = {}
+        self._decode_attn_cache: dict[int, tuple] = {}
         self._beyond: dict[tuple[int, int], float] = {}  # table entries priced past the tables' end
 
     # --- operators, vectorised over token counts ---
@@ -128,10 +129,14 @@ class CalibratedModel:
                                             self.kv_heads, self.model.head_dim, self.kv_bytes)
 
     def _decode_attention(self, seqs: int) -> tuple[float, float, float, float, float]:
-        """(fixed s, s per effective KV token, starvation, split, tile) for `seqs` decodes; see forms.decode_kv."""
-        fixed, per_token, starve, split, tile = forms.decode_attention_coeffs(
-            self._decode, self._hw, float(seqs), self.heads, self.kv_heads, self.model.head_dim, self.kv_bytes)
-        return float(fixed), float(per_token), float(starve), float(split), float(tile)
+        """(fixed s, s per effective KV token, starvation, split, tile) for `seqs` decodes; see forms.decode_kv.
+        Cached per `seqs`: mixed steps ask for it every step, and the form costs numpy scalar work."""
+        cached = self._decode_attn_cache.get(seqs)
+        if cached is None:
+            coeffs = forms.decode_attention_coeffs(self._decode, self._hw, float(seqs), self.heads, self.kv_heads,
+                                                   self.model.head_dim, self.kv_bytes)
+            cached = self._decode_attn_cache[seqs] = tuple(float(c) for c in coeffs)
+        return cached
 
     def _table(self, name: str, m: int) -> float:
         """A per-token-count price from the tables built at construction; past their end (static batching has
@@ -229,11 +234,15 @@ class CalibratedModel:
         ends = []
         kv = float(kv_tokens)
         if self.pp == 1 and self._host_overlapped:  # _decode_time inlined, operation for operation
-            host, bases, weights, kv_shape, micro, _ = self._decode_coeffs(num_seqs)
+            host, bases, weights, (starve, split, tile), micro, _ = self._decode_coeffs(num_seqs)
             base, weight, serial = bases[0], weights[0], self._serial
-            decode_kv = forms.decode_kv
+            t2 = tile * tile
+            t4, t3 = t2 * t2, t2 * tile
             for _ in range(max_steps):
-                d = serial + max(base + weight * decode_kv(kv / micro, *kv_shape), host)
+                k = kv / micro  # forms.decode_kv, inlined: a call per step costs more than the arithmetic
+                k2 = k * k
+                k = (k2 * k2 + t4) / (k2 * k + t3)
+                d = serial + max(base + weight * (k + starve * k * split / (split + k)), host)
                 now += d
                 ends.append(now)
                 if now >= horizon:
