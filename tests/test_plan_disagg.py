@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from plan_fixtures import assert_flooded_run_respects
+from plan_checks import assert_flooded_run_respects
 from servesim.config import RunConfig
 from servesim.errors import ServesimError
 from servesim.metrics.latency import request_latencies
