@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from servesim.metrics.steps import num_steps, segments
+
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -50,8 +52,6 @@ def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
     are float64 (exact integers), the type np.dot converts them to anyway. `steps` is a dict of step columns
     or a StepTable, read one replica at a time (a request's ranges all lie in one replica's steps).
     """
-    from servesim.metrics.steps import num_steps, segments
-
     _, lo, hi = emits
     after, before = _gaps_between_ranges(emits)
     between = np.empty(len(after))
@@ -122,6 +122,7 @@ def weighted_percentiles(values: np.ndarray, counts: np.ndarray, qs) -> list[flo
 
 
 SORT_AT_MOST = 1 << 18  # values sorted outright; more are first narrowed down by a histogram
+BINS = 1 << 16  # histogram bins per narrowing pass
 CHUNK = 1 << 18  # values binned per numpy call, to bound the temporaries
 
 
@@ -157,9 +158,6 @@ def _values_at_ranks(values: np.ndarray, counts: np.ndarray, ranks: list[int], n
         out += _values_at_ranks(sub_values, sub_counts, [r - below for r, rb in zip(ranks, bins) if rb == b],
                                 narrow=len(sub_values) < len(values))  # rounding may put all in one bin: sort them
     return out
-
-
-BINS = 1 << 16
 
 
 def distribution(values: np.ndarray) -> dict[str, float]:
