@@ -31,6 +31,7 @@ test-slow: $(STAMP)
 # GPU clock: leave-range-out kernel errors and every published end-to-end row -> docs/validation.md (no GPU).
 validate-gpu: $(STAMP)
 	$(BIN)/python scripts/validate_gpu.py
+	$(BIN)/python scripts/validate_measured.py
 
 # Refit src/servesim/data/kernels.json from ../shared/data/profiles.
 fit-kernels: $(STAMP)

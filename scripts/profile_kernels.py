@@ -15,10 +15,12 @@ What it measures, and how (also written to meta.json next to the CSVs):
   tokens. This is not vLLM's paged kernel: it reads the same bytes, but fits of it describe torch's kernel;
 - elementwise.csv: RMSNorm (`F.rms_norm`), residual add and SiLU-and-mul over hidden/intermediate sizes, with the
   bytes each reads and writes.
-All-reduce needs several GPUs and is not measured here.
-Each point is the median over `--trials` of (`--reps` back-to-back launches timed by CUDA events) / reps, after
-warm-up; inputs are freshly allocated per shape, so caches are not cold between reps (as in a serving step, where
-weights stream once per launch). `--device cpu --quick` runs a tiny grid on the CPU to check the script itself.
+Each point is the median over `--trials` of (`--reps` back-to-back launches replayed as one CUDA graph, timed by
+CUDA events) / reps, after warm-up; the launches cycle through enough freshly allocated input sets (256 MiB) that
+operands come from HBM, not L2, as in a serving step where the other layers run in between (`--eager`,
+`--rotate-mib 0` time eager launches on warm caches instead). meta.json also records what the GPU reaches on an
+8192^3 bf16 product and a 2 GiB copy, next to its spec sheet. All-reduce needs several GPUs and is not measured.
+`--device cpu --quick` runs a tiny grid on the CPU to check the script itself.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ PREFILL = [(1, n) for n in (128, 256, 512, 1024, 2048, 4096, 8192, 16384)] + [(b
 DECODE_BATCH = [1, 4, 16, 64, 128, 256]
 DECODE_CONTEXT = [128, 512, 2048, 8192, 32768]
 DECODE_BYTES_CAP = 16 << 30  # skip decode points whose KV would exceed this
+MAX_COPIES = 256  # input sets rotated through to keep operands out of L2
 ELEMENTWISE_TOKENS = [1, 16, 128, 1024, 4096, 16384]
 HIDDEN, INTERMEDIATE = 4096, 14336
 
@@ -59,30 +62,66 @@ QUICK = {"GEMM_SHAPES": GEMM_SHAPES[:2], "GEMM_M": [1, 16, 128], "HEADS": HEADS[
 
 
 class Timer:
-    def __init__(self, device: str, reps: int, trials: int):
-        self.device, self.reps, self.trials = device, reps, trials
+    """Median latency of one launch, in microseconds, over `trials` timed batches of back-to-back launches.
 
-    def __call__(self, fn) -> float:
-        """Median latency of fn() in microseconds."""
-        for _ in range(3):
-            fn()
+    On CUDA the batch is captured once as a CUDA graph and replayed (as vLLM replays decode steps), so tiny kernels
+    are not timed as Python launch overhead; a kernel that cannot be captured is timed eagerly. Each launch in a
+    batch takes the next of `copies` input sets, enough of them to touch `rotate_bytes` between two uses of a set,
+    so weights and KV come from HBM as in a serving step (where 31 other layers run in between), not from L2.
+    """
+
+    def __init__(self, device: str, reps: int, trials: int, graphs: bool, rotate_bytes: int):
+        self.device, self.reps, self.trials = device, reps, trials
+        self.graphs, self.rotate_bytes = graphs and device == "cuda", rotate_bytes
+
+    def __call__(self, fn, make, nbytes: int) -> tuple[float, str]:
+        """(latency in us, "graph" or "eager") of fn(*inputs); make() builds one input set of `nbytes` bytes."""
+        copies = min(MAX_COPIES, max(1, -(-self.rotate_bytes // max(nbytes, 1))))
+        sets = [make() for _ in range(copies)]
+        reps = max(self.reps, copies)
+        batch, how = None, "eager"
+        if self.graphs:
+            try:
+                batch, how = self._capture(fn, sets, reps), "graph"
+            except Exception as exc:  # noqa: BLE001 - any capture failure: fall back to eager launches
+                print(f"graph capture failed ({type(exc).__name__}: {exc}); timing eagerly", file=sys.stderr)
+                torch.cuda.synchronize()
+        if batch is None:
+            def batch():
+                for i in range(reps):
+                    fn(*sets[i % copies])
+            for i in range(3):
+                fn(*sets[i % copies])
+        batch()
         self._sync()
         samples = []
         for _ in range(self.trials):
             if self.device == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
-                for _ in range(self.reps):
-                    fn()
+                batch()
                 end.record()
                 end.synchronize()
-                samples.append(start.elapsed_time(end) * 1e3 / self.reps)
+                samples.append(start.elapsed_time(end) * 1e3 / reps)
             else:
                 t0 = time.perf_counter()
-                for _ in range(self.reps):
-                    fn()
-                samples.append((time.perf_counter() - t0) * 1e6 / self.reps)
-        return statistics.median(samples)
+                batch()
+                samples.append((time.perf_counter() - t0) * 1e6 / reps)
+        return statistics.median(samples), how
+
+    @staticmethod
+    def _capture(fn, sets, reps):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up off the capture, as torch.cuda.graph asks
+            for i in range(3):
+                fn(*sets[i % len(sets)])
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            for i in range(reps):
+                fn(*sets[i % len(sets)])
+        return graph.replay
 
     def _sync(self):
         if self.device == "cuda":
@@ -93,20 +132,27 @@ def has_fp8(device: str) -> bool:
     return device == "cuda" and torch.cuda.get_device_capability() >= (8, 9) and hasattr(torch, "_scaled_mm")
 
 
+def randn(*shape, device):
+    return torch.randn(*shape, device=device, dtype=torch.bfloat16)
+
+
 def gemm_rows(g, timer, device):
     rows = []
+    fp8 = has_fp8(device)
+    one = torch.ones((), device=device, dtype=torch.float32)
     for n, k in g["GEMM_SHAPES"]:
-        w = torch.randn(n, k, device=device, dtype=torch.bfloat16)
-        w8 = w.to(torch.float8_e4m3fn).t() if has_fp8(device) else None  # column-major (k, n), as _scaled_mm wants
-        one = torch.ones((), device=device, dtype=torch.float32)
         for m in g["GEMM_M"]:
-            x = torch.randn(m, k, device=device, dtype=torch.bfloat16)
-            rows.append({"m": m, "n": n, "k": k, "dtype": "bf16", "latency_us": timer(lambda: F.linear(x, w))})
-            if w8 is not None and m % 16 == 0:  # _scaled_mm needs dimensions that are multiples of 16
-                x8 = x.to(torch.float8_e4m3fn)
-                rows.append({"m": m, "n": n, "k": k, "dtype": "fp8", "latency_us": timer(
-                    lambda: torch._scaled_mm(x8, w8, scale_a=one, scale_b=one, out_dtype=torch.bfloat16))})
-            del x
+            us, how = timer(F.linear, lambda: (randn(m, k, device=device), randn(n, k, device=device)),
+                            2 * (m * k + n * k + m * n))
+            rows.append({"m": m, "n": n, "k": k, "dtype": "bf16", "latency_us": us, "timing": how})
+            if fp8 and m % 16 == 0:  # _scaled_mm needs dimensions that are multiples of 16
+                def make():  # the weight column-major (k, n), as _scaled_mm wants
+                    return (randn(m, k, device=device).to(torch.float8_e4m3fn),
+                            randn(n, k, device=device).to(torch.float8_e4m3fn).t())
+
+                us, how = timer(lambda x, w: torch._scaled_mm(x, w, scale_a=one, scale_b=one, out_dtype=torch.bfloat16),
+                                make, m * k + n * k + 2 * m * n)
+                rows.append({"m": m, "n": n, "k": k, "dtype": "fp8", "latency_us": us, "timing": how})
     return rows
 
 
@@ -114,38 +160,65 @@ def attention_rows(g, timer, device):
     context, generation = [], []
     for heads, kv_heads in g["HEADS"]:
         for batch, isl in g["PREFILL"]:
-            q = torch.randn(batch, heads, isl, HEAD_DIM, device=device, dtype=torch.bfloat16)
-            kv = torch.randn(batch, kv_heads, isl, HEAD_DIM, device=device, dtype=torch.bfloat16)
-            us = timer(lambda: F.scaled_dot_product_attention(q, kv, kv, is_causal=True, enable_gqa=True))
+            def make():
+                return (randn(batch, heads, isl, HEAD_DIM, device=device),
+                        randn(batch, kv_heads, isl, HEAD_DIM, device=device),
+                        randn(batch, kv_heads, isl, HEAD_DIM, device=device))
+
+            us, how = timer(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True),
+                            make, 2 * batch * isl * HEAD_DIM * (2 * heads + 2 * kv_heads))
             context.append({"batch": batch, "isl": isl, "num_heads": heads, "num_kv_heads": kv_heads,
-                            "head_dim": HEAD_DIM, "kv_dtype": "bf16", "latency_us": us, "past": 0})
+                            "head_dim": HEAD_DIM, "kv_dtype": "bf16", "latency_us": us, "past": 0, "timing": how})
         for batch in g["DECODE_BATCH"]:
             for ctx in g["DECODE_CONTEXT"]:
-                if 2 * batch * (ctx + 1) * kv_heads * HEAD_DIM * 2 > DECODE_BYTES_CAP:
+                kv_bytes = 2 * batch * (ctx + 1) * kv_heads * HEAD_DIM * 2
+                if kv_bytes > DECODE_BYTES_CAP:
                     continue
-                q = torch.randn(batch, heads, 1, HEAD_DIM, device=device, dtype=torch.bfloat16)
-                kv = torch.randn(batch, kv_heads, ctx + 1, HEAD_DIM, device=device, dtype=torch.bfloat16)
-                us = timer(lambda: F.scaled_dot_product_attention(q, kv, kv, enable_gqa=True))
+
+                def make():
+                    return (randn(batch, heads, 1, HEAD_DIM, device=device),
+                            randn(batch, kv_heads, ctx + 1, HEAD_DIM, device=device),
+                            randn(batch, kv_heads, ctx + 1, HEAD_DIM, device=device))
+
+                us, how = timer(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True), make,
+                                kv_bytes + 4 * batch * heads * HEAD_DIM)
                 generation.append({"batch": batch, "context": ctx, "num_heads": heads, "num_kv_heads": kv_heads,
-                                   "head_dim": HEAD_DIM, "kv_dtype": "bf16", "latency_us": us})
-                del kv
+                                   "head_dim": HEAD_DIM, "kv_dtype": "bf16", "latency_us": us, "timing": how})
     return context, generation
 
 
 def elementwise_rows(g, timer, device):
     rows = []
+    weight = torch.ones(HIDDEN, device=device, dtype=torch.bfloat16)
     for tokens in g["ELEMENTWISE_TOKENS"]:
-        x = torch.randn(tokens, HIDDEN, device=device, dtype=torch.bfloat16)
-        r = torch.randn_like(x)
-        weight = torch.ones(HIDDEN, device=device, dtype=torch.bfloat16)
-        gate_up = torch.randn(tokens, 2 * INTERMEDIATE, device=device, dtype=torch.bfloat16)
-        gate, up = gate_up.chunk(2, dim=-1)
         size = 2 * tokens * HIDDEN  # bytes of one (tokens, hidden) bf16 tensor
-        rows.append({"op": "norm", "bytes": 2 * size, "latency_us": timer(lambda: F.rms_norm(x, (HIDDEN,), weight))})
-        rows.append({"op": "add", "bytes": 3 * size, "latency_us": timer(lambda: torch.add(x, r))})
-        rows.append({"op": "act", "bytes": 3 * 2 * tokens * INTERMEDIATE,
-                     "latency_us": timer(lambda: F.silu(gate) * up)})
+        us, how = timer(lambda x: F.rms_norm(x, (HIDDEN,), weight), lambda: (randn(tokens, HIDDEN, device=device),),
+                        2 * size)
+        rows.append({"op": "norm", "bytes": 2 * size, "latency_us": us, "timing": how})
+        us, how = timer(torch.add, lambda: (randn(tokens, HIDDEN, device=device), randn(tokens, HIDDEN, device=device)),
+                        3 * size)
+        rows.append({"op": "add", "bytes": 3 * size, "latency_us": us, "timing": how})
+        act_bytes = 3 * 2 * tokens * INTERMEDIATE
+        us, how = timer(lambda gu: F.silu(gu[:, :INTERMEDIATE]) * gu[:, INTERMEDIATE:],
+                        lambda: (randn(tokens, 2 * INTERMEDIATE, device=device),), act_bytes)
+        rows.append({"op": "act", "bytes": act_bytes, "latency_us": us, "timing": how})
     return rows
+
+
+def peaks(device: str) -> dict:
+    """What this GPU reaches on a large bf16 matrix product and a device-to-device copy (next to the spec sheet)."""
+    if device != "cuda":
+        return {}
+    props = torch.cuda.get_device_properties(0)
+    timer = Timer(device, 10, 5, False, 0)
+    n = 8192
+    us, _ = timer(torch.mm, lambda: (randn(n, n, device=device), randn(n, n, device=device)), 0)
+    src = torch.empty(2 << 30, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    copy_us, _ = timer(lambda: dst.copy_(src), lambda: (), 0)
+    return {"sms": props.multi_processor_count, "l2_bytes": getattr(props, "L2_cache_size", None),
+            "memory_bytes": props.total_memory, "bf16_mm_8192_tflops": round(2 * n ** 3 / us / 1e6, 1),
+            "copy_2GiB_read_plus_write_tb_s": round(2 * src.numel() / copy_us / 1e6, 3)}
 
 
 def write(path: Path, rows: list[dict]) -> None:
@@ -165,23 +238,33 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="a tiny grid (checks the script, not the GPU)")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--trials", type=int, default=5)
+    ap.add_argument("--eager", action="store_true", help="time launches eagerly, not as replayed CUDA graphs")
+    ap.add_argument("--rotate-mib", type=int, default=None,
+                    help="bytes of input sets cycled through between two uses of one (default 256 on CUDA, 0 on "
+                         "the CPU; 0 times warm caches)")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device visible to torch; use --device cpu --quick to check the script")
     grid = {k: v for k, v in globals().items() if k in QUICK} | (QUICK if args.quick else {})
-    timer = Timer(args.device, 2 if args.quick else args.reps, 2 if args.quick else args.trials)
+    rotate_mib = args.rotate_mib if args.rotate_mib is not None else (256 if args.device == "cuda" else 0)
+    timer = Timer(args.device, 2 if args.quick else args.reps, 2 if args.quick else args.trials, not args.eager,
+                  rotate_mib << 20)
     torch.manual_seed(0)
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with torch.inference_mode():
         write(args.output / "gemm.csv", gemm_rows(grid, timer, args.device))
+        print(f"gemm done at {time.time() - started:.0f} s", flush=True)
         context, generation = attention_rows(grid, timer, args.device)
         write(args.output / "context_attention.csv", context)
         write(args.output / "generation_attention.csv", generation)
+        print(f"attention done at {time.time() - started:.0f} s", flush=True)
         write(args.output / "elementwise.csv", elementwise_rows(grid, timer, args.device))
+        measured_peaks = peaks(args.device)
     meta = {"device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
             "torch": torch.__version__, "cuda": torch.version.cuda, "date": datetime.now(timezone.utc).isoformat(),
-            "reps": timer.reps, "trials": timer.trials, "quick": args.quick, "seconds": round(time.time() - started, 1),
+            "reps": timer.reps, "trials": timer.trials, "graphs": timer.graphs, "rotate_mib": rotate_mib,
+            "quick": args.quick, "peaks": measured_peaks, "seconds": round(time.time() - started, 1),
             "method": __doc__.split("What it measures, and how (also written to meta.json next to the CSVs):\n")[1]}
     (args.output / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {args.output} in {meta['seconds']} s")

@@ -63,10 +63,10 @@ _CATALOG = {
         # 132 SMs; vLLM logs report total_gpu_memory 79.11 GiB on H100 80GB.
         Device("h100", 989e12, 1979e12, 3.35e12, 80 * GiB, 450e9, pcie_bandwidth=64e9, network_bandwidth=50e9,
                sms=132, visible_mem_bytes=79.11 * GiB, l2_bytes=50 * MiB),
-        # H200 SXM 141GB: H100 compute and 50 MB L2, 4.8 TB/s HBM3e.
-        # vLLM logs report total_gpu_memory 139.81 GiB on H200.
+        # H200 SXM 141GB: H100 compute, 4.8 TB/s HBM3e. vLLM logs report total_gpu_memory 139.81 GiB on H200;
+        # the driver reports 60 MiB of L2 (torch's L2_cache_size on a lent H200, measurements/h200/kernels).
         Device("h200", 989e12, 1979e12, 4.8e12, 141 * GiB, 450e9, pcie_bandwidth=64e9, network_bandwidth=50e9,
-               sms=132, visible_mem_bytes=139.81 * GiB, l2_bytes=50 * MiB),
+               sms=132, visible_mem_bytes=139.81 * GiB, l2_bytes=60 * MiB),
         # A100 SXM4 80GB: 312 TFLOPS BF16, no FP8, 2.039 TB/s HBM2e, NVLink 3 600 GB/s bidirectional.
         # 108 SMs, 40 MB L2; vLLM logs report total_gpu_memory 79.15 GiB on A100-SXM4-80GB.
         Device("a100", 312e12, 0.0, 2.039e12, 80 * GiB, 300e9, pcie_bandwidth=32e9, network_bandwidth=25e9,

@@ -1,0 +1,164 @@
+"""Check servesim's GPU clock against the kernels and steps servesim's own scripts measured on real GPUs.
+
+measurements/<gpu>/ holds what scripts/profile_kernels.py and scripts/profile_step.py wrote on a lent GPU (their
+meta.json files say how and when). Two checks, no GPU needed:
+1. Kernels: the shipped vLLM calibration (bundled fit for the H100; the H200 has no fit of its own and is
+   extrapolated from its spec sheet with the H100's efficiencies) predicts each torch kernel timing. Only the bf16
+   GEMM is the same library in both (cuBLAS); torch's attention, FP8 GEMM and unfused elementwise ops are other
+   kernels than vLLM's, so their rows say how far those implementations differ, not how good the fit is.
+2. Steps: whole Llama-3.1-8B steps (torch, CUDA graph) next to servesim's step time from (a) a calibration fitted
+   on the same torch kernels (`servesim calibrate --kernels`: what remains is the operator breakdown and its
+   composition), (b) the shipped vLLM calibration, (c) the roofline clock.
+
+Writes its section of docs/validation.md (between its markers) and prints it.
+
+    .venv/bin/python scripts/validate_measured.py
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from validate_gpu import pct  # noqa: E402
+
+from servesim.hardware.catalog import get_device  # noqa: E402
+from servesim.models.catalog import get_model  # noqa: E402
+from servesim.perf.base import StepShape, decode_shape  # noqa: E402
+from servesim.perf.calibrated import CalibratedModel  # noqa: E402
+from servesim.perf.kernels.calibrate import calibrate_dir, hardware  # noqa: E402
+from servesim.perf.kernels.calibration import load_calibration  # noqa: E402
+from servesim.perf.kernels.fit import predict  # noqa: E402
+from servesim.perf.kernels.samples import read_csv_dir  # noqa: E402
+from servesim.perf.roofline import RooflineModel  # noqa: E402
+
+MEASURED = ROOT / "measurements"
+BEGIN, END = "<!-- BEGIN MEASURED GPU CHECK (scripts/validate_measured.py) -->", "<!-- END MEASURED GPU CHECK -->"
+STEP_MODEL = "llama-3.1-8b"
+
+
+def kernel_errors(gpu: str, variant: str = "kernels") -> dict[str, np.ndarray]:
+    """Signed relative error (predicted / measured - 1) of the shipped vLLM calibration, per family key."""
+    device = get_device(gpu)
+    shipped = load_calibration(device, "vllm")
+    return {s.key: predict(s.family, shipped.coeffs[s.key], hardware(device, s.key), s) / s.latency - 1.0
+            for s in read_csv_dir(MEASURED / gpu / variant)}
+
+
+def step_rows(gpu: str) -> list[dict]:
+    device, model = get_device(gpu), get_model(STEP_MODEL)
+    with tempfile.TemporaryDirectory() as tmp:
+        own_file = Path(tmp) / "torch.json"
+        calibrate_dir(MEASURED / gpu / "kernels", gpu, "vllm", own_file)
+        own = load_calibration(device, "vllm", str(own_file))
+    shipped = load_calibration(device, "vllm")
+    rows = []
+    with (MEASURED / gpu / "steps" / "steps.csv").open(newline="") as fh:
+        for r in csv.DictReader(fh):
+            b, n = int(r["batch"]), int(r["length"])
+            if r["kind"] == "decode":
+                shape = decode_shape(b, b * (n + 1))
+            else:
+                shape = StepShape(b * n, b, b, b, b * n, float(b * n * (n + 1) // 2), b * n, 0, 0)
+            limits = {"max_tokens": max(8192, b * n), "max_num_seqs": max(256, b), "cuda_graphs": False}
+            predicted = {name: CalibratedModel(model, device, calibration=cal, **limits).step_time(shape) * 1e3
+                         for name, cal in (("own", own), ("shipped", shipped))}
+            predicted["roofline"] = RooflineModel(model, device).step_time(shape) * 1e3
+            rows.append({"kind": r["kind"], "batch": b, "length": n, "measured": float(r["graph_ms"]),
+                         "eager": float(r["eager_ms"])} | predicted)
+    return rows
+
+
+def markdown() -> str:
+    gpus = sorted(p.name for p in MEASURED.iterdir() if (p / "kernels").is_dir())
+    lines = [BEGIN, "## GPU kernels and steps servesim measured itself", "",
+             "Made on GPUs lent to one development session, with `scripts/profile_kernels.py` and "
+             "`scripts/profile_step.py` (their docstrings and each `meta.json` say how: torch, CUDA-graph replay, "
+             "operands cycled through 256 MiB so they come from HBM). The files are in `measurements/`; this "
+             "section is written by `.venv/bin/python scripts/validate_measured.py` (part of `make validate-gpu`), "
+             "which needs no GPU.", ""]
+    metas = {g: json.loads((MEASURED / g / "kernels" / "meta.json").read_text()) for g in gpus}
+    for g, meta in metas.items():
+        p = meta["peaks"]
+        lines.append(f"- **{g}**: {meta['device']}, torch {meta['torch']} (CUDA {meta['cuda']}), {meta['date'][:10]}; "
+                     f"{p['sms']} SMs, L2 {p['l2_bytes'] / 2**20:.0f} MiB; 8192^3 bf16 product "
+                     f"{p['bf16_mm_8192_tflops']} TFLOP/s, 2 GiB copy {p['copy_2GiB_read_plus_write_tb_s']} TB/s "
+                     f"(read + write); spec sheet {get_device(g).bf16_flops / 1e12:.0f} TFLOP/s, "
+                     f"{get_device(g).mem_bandwidth / 1e12:.2f} TB/s.")
+    lines += ["", "### Kernels: the shipped vLLM calibration against torch's kernels", "",
+              "Median error = median of predicted / measured - 1 (negative: servesim predicts faster). The H200 "
+              "column is an extrapolation: no H200 measurement was ever fitted.", "",
+              "| family | kernel in torch | " + " | ".join(f"{g} n | {g} median | {g} median abs" for g in gpus) + " |",
+              "|---|---|" + "---|---|---|" * len(gpus)]
+    what = {"gemm.bf16": "cuBLAS (as vLLM)", "gemm.fp8": "`_scaled_mm`, per-tensor scales (vLLM: CUTLASS)",
+            "context_attention": "SDPA (vLLM: FlashAttention varlen)",
+            "generation_attention": "SDPA, contiguous KV (vLLM: paged)",
+            "elementwise.norm": "`F.rms_norm` (vLLM: fused)", "elementwise.add": "`torch.add` (vLLM: fused with norm)",
+            "elementwise.act": "SiLU, then mul (vLLM: one kernel)"}
+    errors = {g: kernel_errors(g) for g in gpus}
+    for key, name in what.items():
+        cells = []
+        for g in gpus:
+            e = errors[g].get(key)
+            cells.append("- | - | -" if e is None else
+                         f"{len(e)} | {np.median(e) * 100:+.1f}% | {pct(float(np.median(np.abs(e))))}")
+        lines.append(f"| {key} | {name} | " + " | ".join(cells) + " |")
+    lines += ["", "bf16 GEMM by token count (rows m), median error; the same grid timed the old way (eager launches, "
+              "the same operands every launch, so small-m weights stay in L2) beside it:", "",
+              "| GPU | timing | m 1-16 | m 17-256 | m 257-2048 | m 2049-16384 |", "|---|---|---|---|---|---|"]
+    for g in gpus:
+        for variant, label in (("kernels", "CUDA graph, cold operands"), ("kernels-eager-warm", "eager, warm L2")):
+            (gemm,) = [s for s in read_csv_dir(MEASURED / g / variant) if s.key == "gemm.bf16"]
+            e = kernel_errors(g, variant)["gemm.bf16"]
+            m = gemm.columns["m"]
+            cells = [f"{np.median(e[(m >= lo) & (m <= hi)]) * 100:+.1f}%"
+                     for lo, hi in ((1, 16), (17, 256), (257, 2048), (2049, 16384))]
+            lines.append(f"| {g} | {label} | " + " | ".join(cells) + " |")
+    lines += ["", "### Whole steps of Llama-3.1-8B (TP 1)", "",
+              "Measured: one step replayed as a CUDA graph (median of 10). `own` = servesim with a calibration "
+              "fitted on the torch kernels above (RoPE and the all-reduce keep the shipped fit), `shipped` = the "
+              "shipped vLLM calibration, `roofline` = `--cost-model roofline`. Decode: `batch` sequences with "
+              "`length` cached tokens each; prefill: `batch` sequences of `length` new tokens.", "",
+              "| GPU | step | batch | length | measured ms | eager ms | own ms (err) | shipped ms (err) | "
+              "roofline ms (err) |", "|---|---|---|---|---|---|---|---|---|"]
+    summary = []
+    for g in gpus:
+        rows = step_rows(g)
+        for r in rows:
+            cells = " | ".join(f"{r[k]:.2f} ({(r[k] / r['measured'] - 1) * 100:+.0f}%)"
+                               for k in ("own", "shipped", "roofline"))
+            lines.append(f"| {g} | {r['kind']} | {r['batch']} | {r['length']} | {r['measured']:.2f} | "
+                         f"{r['eager']:.2f} | {cells} |")
+        for k in ("own", "shipped", "roofline"):
+            err = np.abs([r[k] / r["measured"] - 1 for r in rows])
+            summary.append(f"{g} {k}: median |error| {pct(float(np.median(err)))}, max {pct(float(err.max()))}")
+    lines += ["", "Median absolute error over each GPU's steps: " + "; ".join(summary) + ".", "", END]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(path: Path, section: str) -> None:
+    text = path.read_text()
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main() -> None:
+    section = markdown()
+    write_section(ROOT / "docs" / "validation.md", section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()

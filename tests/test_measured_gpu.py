@@ -1,0 +1,36 @@
+"""servesim against the kernels and whole steps it measured on real GPUs (measurements/, scripts/validate_measured.py)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import validate_measured as vm  # noqa: E402
+
+
+@pytest.mark.parametrize("gpu", ["h100", "h200"])
+def test_shipped_bf16_gemm_fit_predicts_our_own_cublas_timings(gpu):
+    # The H200 was never fitted: its prediction is the H100's efficiencies on the H200's spec sheet.
+    err = vm.kernel_errors(gpu)["gemm.bf16"]
+    assert len(err) == 240
+    assert np.median(np.abs(err)) <= 0.08
+
+
+@pytest.mark.parametrize("gpu", ["h100", "h200"])
+def test_step_is_the_sum_of_its_kernels_within_a_tenth(gpu):
+    rows = vm.step_rows(gpu)
+    assert len(rows) == 18
+    for clock, bound in (("own", 0.10), ("shipped", 0.15)):
+        err = np.abs([r[clock] / r["measured"] - 1 for r in rows])
+        assert np.median(err) <= bound, clock
+    # the roofline is a lower bound on every measured step
+    assert all(r["roofline"] < r["measured"] for r in rows)
+
+
+def test_validation_doc_holds_the_current_measured_section():
+    text = (ROOT / "docs" / "validation.md").read_text()
+    assert vm.markdown() in text, "docs/validation.md is stale: run .venv/bin/python scripts/validate_measured.py"
