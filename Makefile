@@ -79,12 +79,14 @@ fidelity: $(STAMP) $(VLLM_DEPS)
 	SERVESIM_VLLM_PYTHON=$(VLLM_PY) $(BIN)/servesim validate record $(GOLDEN) -o build/fidelity
 	$(BIN)/servesim validate schedule $(GOLDEN) --against build/fidelity
 
-# The GPU kernel profiler (scripts/profile_kernels.py) on a tiny CPU grid, with the validation environment's torch:
+# The GPU kernel and step profilers (scripts/profile_kernels.py, profile_step.py) on a tiny CPU grid, with the
+# validation environment's torch:
 # checks the script runs and writes CSVs that `servesim calibrate --kernels` reads (the timings mean nothing).
 check-profiler: $(STAMP) $(VLLM_DEPS)
 	rm -rf build/profile-check
 	$(VLLM_PY) scripts/profile_kernels.py --device cpu --quick -o build/profile-check
 	$(BIN)/servesim calibrate --kernels build/profile-check --gpu h100 -o build/profile-check/kernels.json
+	$(VLLM_PY) scripts/profile_step.py --device cpu --tiny -o build/profile-check/steps
 
 # measure -> calibrate -> predict against a real vLLM server on this CPU; rewrites the CPU section of
 # docs/validation.md (several minutes; run it on a quiet machine).
