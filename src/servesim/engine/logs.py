@@ -62,69 +62,92 @@ class StepLog:
         self._slack.extend(slack)
         self._count += steps
 
-    def as_numpy(self, names=STEP_COLUMNS) -> dict[str, np.ndarray]:
-        """The step table's columns `names` (all by default), one row per step; "end" may be asked for too
-        (start + duration, what the metrics call a step's end), without building the other two."""
-        out = {name: np.empty(self._count, dtype=np.float64 if name in FLOAT_COLUMNS + ("end",) else np.int64)
-               for name in names}
-        is_row = np.ones(self._count, dtype=bool)
-        if len(self._span_start):
-            self._expand_spans(out, is_row)
-        rows = {name: np.frombuffer(column, dtype=np.float64 if name in FLOAT_COLUMNS else np.int32)
-                for name, column in zip(STEP_COLUMNS, self._rows)}
+    def as_numpy(self, names=STEP_COLUMNS, start: int = 0, stop: int | None = None,
+                 out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """The step table's columns `names` (all by default) for steps start..stop-1 (all by default), one row per
+        step; "end" may be asked for too (start + duration, what the metrics call a step's end), without building
+        the other two. A window expands only the spans it overlaps, so reading a log in windows keeps memory
+        bounded by the window. `out`: arrays (float64 / int64, stop - start long) to fill instead of new ones."""
+        stop = self._count if stop is None else stop
+        n = stop - start
+        if out is None:
+            out = {name: np.empty(n, dtype=np.float64 if name in FLOAT_COLUMNS + ("end",) else np.int64)
+                   for name in names}
+        is_row = np.ones(n, dtype=bool)
+        span_steps_before = self._expand_spans(out, is_row, start, stop) if len(self._span_start) else 0
+        first_row = start - span_steps_before  # single-step rows before the window
+        rows = slice(first_row, first_row + int(np.count_nonzero(is_row)))
+        columns = {name: np.frombuffer(column, dtype=np.float64 if name in FLOAT_COLUMNS else np.int32)[rows]
+                   for name, column in zip(STEP_COLUMNS, self._rows)}
         for name in out:
-            out[name][is_row] = rows["start"] + rows["duration"] if name == "end" else rows[name]
+            out[name][is_row] = columns["start"] + columns["duration"] if name == "end" else columns[name]
         return out
 
-    def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray) -> None:
-        """Spans a batch of about SPAN_STEPS_PER_PASS steps at a time, so the temporaries stay that small."""
+    def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray, start: int, stop: int) -> int:
+        """Writes the spans overlapping steps start..stop-1, a batch of about SPAN_STEPS_PER_PASS steps at a time so
+        the temporaries stay that small; returns how many span steps come before `start`."""
         fields = np.frombuffer(self._span_fields, dtype=np.int32).reshape(-1, len(self.SPAN_FIELDS))
         steps_through = np.cumsum(fields[:, 0], dtype=np.int64)  # span steps up to and including each span
         slack_through = np.cumsum(fields[:, 1], dtype=np.int64)  # slack entries likewise (one per request)
         slack = np.frombuffer(self._slack, dtype=np.uint8 if self._slack.typecode == "B" else np.int32)
         first = np.frombuffer(self._span_first, dtype=np.int64)
         kv_tokens = np.frombuffer(self._span_kv, dtype=np.int64)
-        start = np.frombuffer(self._span_start, dtype=np.float64)
-        lo, n = 0, len(first)
+        span_start = np.frombuffer(self._span_start, dtype=np.float64)
+        lo = int(np.searchsorted(first + fields[:, 0], start, side="right"))  # first span ending after `start`
+        n = int(np.searchsorted(first, stop, side="left"))  # spans from here on begin at or after `stop`
+        before = (int(steps_through[lo - 1]) if lo else 0) + (max(0, start - int(first[lo])) if lo < n else 0)
         while lo < n:
-            before = int(steps_through[lo - 1]) if lo else 0
-            hi = max(lo + 1, int(np.searchsorted(steps_through, before + SPAN_STEPS_PER_PASS, side="right")))
+            done = int(steps_through[lo - 1]) if lo else 0
+            hi = min(n, max(lo + 1, int(np.searchsorted(steps_through, done + SPAN_STEPS_PER_PASS, side="right"))))
             used = slice(int(slack_through[lo - 1]) if lo else 0, int(slack_through[hi - 1]))
-            self._expand_some(out, is_row, fields[lo:hi], first[lo:hi], kv_tokens[lo:hi], start[lo:hi], slack[used])
+            self._expand_some(out, is_row, start, fields[lo:hi], first[lo:hi], kv_tokens[lo:hi], span_start[lo:hi],
+                              slack[used])
             lo = hi
+        return before
 
-    def _expand_some(self, out, is_row, fields, first, kv_tokens, start, slack) -> None:
+    def _expand_some(self, out, is_row, window_start, fields, first, kv_tokens, start, slack) -> None:
         sp = {name: fields[:, i].astype(np.int64) for i, name in enumerate(self.SPAN_FIELDS)}
         lengths, b = sp["steps"], sp["batch"]
         n = len(first)
         offsets = np.cumsum(lengths) - lengths
         span_of = np.repeat(np.arange(n), lengths)
         within = np.arange(len(span_of)) - offsets[span_of]  # 0-based step within its span
-        index = first[span_of] + within
+        index = first[span_of] + within - window_start  # row in the window
+        last = first + lengths - 1 - window_start
+        size = len(is_row)
+        cut = first[0] < window_start or last[-1] >= size  # the window's edge cuts its first or last span
+        if cut:
+            inside, last_inside = (index >= 0) & (index < size), (last >= 0) & (last < size)
+            index, last = index[inside], last[last_inside]
+
+        def put(name, values, at_last=False):
+            if cut and np.ndim(values):
+                values = values[last_inside if at_last else inside]
+            out[name][last if at_last else index] = values
+
         is_row[index] = False
-        last = first + lengths - 1
         if {"start", "duration", "end"} & out.keys():
             durations = self._span_durations(b, kv_tokens, lengths, span_of, within)
             if "duration" in out:
-                out["duration"][index] = durations
+                put("duration", durations)
             ends = self._span_ends(start, durations, lengths, offsets)
             if "end" in out:  # start + duration: for a span step, the previous end + duration = its end
-                out["end"][index] = ends
+                put("end", ends)
             if "start" in out:
                 ends[1:] = ends[:-1]  # each step starts when the one before it ends ...
                 ends[offsets] = start  # ... and a span's first at the span's start
-                out["start"][index] = ends
+                put("start", ends)
             del durations, ends
         for name in ("num_tokens", "decode_tokens", "num_seqs", "running"):
             if name in out:
-                out[name][index] = b[span_of]
+                put(name, b[span_of])
         if "running" in out:
-            out["running"][last] = sp["running_after"]
+            put("running", sp["running_after"], at_last=True)
         if "waiting" in out:
-            out["waiting"][index] = sp["waiting"][span_of]
+            put("waiting", sp["waiting"][span_of])
         for name in ("prefill_tokens", "preempted"):
             if name in out:
-                out[name][index] = 0
+                put(name, 0)
         if "kv_blocks_used" in out:
             # Blocks in use after step j (1-based) of a span: with (q, m) = divmod(j - 1, block_size), every
             # request took q blocks, plus one more if its slack <= m.
@@ -133,8 +156,8 @@ class StepLog:
             np.add.at(counts, (np.repeat(np.arange(n), b), slack), 1)
             at_most = np.cumsum(counts, axis=1)
             q, m = np.divmod(within, bs)
-            out["kv_blocks_used"][index] = sp["kv_used_before"][span_of] + b[span_of] * q + at_most[span_of, m]
-            out["kv_blocks_used"][last] = sp["kv_used_after"]
+            put("kv_blocks_used", sp["kv_used_before"][span_of] + b[span_of] * q + at_most[span_of, m])
+            put("kv_blocks_used", sp["kv_used_after"], at_last=True)
 
     @staticmethod
     def _span_ends(start, durations: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -17,7 +17,9 @@ import yaml
 
 from servesim import __version__
 from servesim.errors import ServesimError
-from servesim.metrics.latency import itl_lists, request_latencies, step_ends
+from servesim.metrics.latency import itl_blocks, itl_counts, request_latencies, step_ends
+from servesim.metrics.row_groups import request_bounds, row_bounds, write_row_groups
+from servesim.metrics.steps import COLUMNS, StepTable
 
 FINISH_REASONS = np.array(["", "length", "max_model_len", "rejected"])
 RESULT_FILES = ("summary.json", "requests.parquet", "steps.parquet", "config.yaml")
@@ -39,12 +41,13 @@ def _clean(x):
 
 
 def requests_table(reqs: dict[str, np.ndarray], itl_offsets: np.ndarray, itl_values: np.ndarray,
-                   replica: np.ndarray | None = None) -> pa.Table:
+                   replica: np.ndarray | None = None, first_id: int = 0) -> pa.Table:
+    """`first_id`: the id of the first request given (a row group of a larger run)."""
     lat = request_latencies(reqs)
     n = len(reqs["arrival"])
     itl = pa.ListArray.from_arrays(pa.array(itl_offsets.astype(np.int32)), pa.array(itl_values, type=pa.float64()))
     columns = {
-        "request_id": np.arange(n, dtype=np.int64),
+        "request_id": np.arange(first_id, first_id + n, dtype=np.int64),
         "arrival_s": reqs["arrival"],
         "prompt_tokens": reqs["prompt_len"],
         "output_tokens": reqs["output_len"],
@@ -72,20 +75,37 @@ def requests_table(reqs: dict[str, np.ndarray], itl_offsets: np.ndarray, itl_val
     return table
 
 
-def steps_table(steps: dict[str, np.ndarray], kv_blocks_usable: int | np.ndarray) -> pa.Table:
-    columns = {"step": np.arange(len(steps["start"]), dtype=np.int64), **steps}
+def steps_table(steps: dict[str, np.ndarray], kv_blocks_usable: int | np.ndarray, first_step: int = 0) -> pa.Table:
+    """`first_step`: the index of the first step given (a row group of a larger run)."""
+    columns = {"step": np.arange(first_step, first_step + len(steps["start"]), dtype=np.int64), **steps}
     columns["end"] = step_ends(steps)
     columns["kv_usage"] = steps["kv_blocks_used"] / np.maximum(1, steps.get("kv_blocks_usable", kv_blocks_usable))
     return pa.table(columns)
 
 
+def write_requests(path: Path, reqs: dict[str, np.ndarray], steps, emits) -> None:
+    """requests.parquet, a row group of requests at a time (see row_groups.py)."""
+    bounds = request_bounds(itl_counts(emits, len(reqs["arrival"])))
+    groups = zip(bounds[:-1], bounds[1:], itl_blocks(steps, emits, bounds))
+    write_row_groups(path, (requests_table({k: v[r0:r1] for k, v in reqs.items()}, offsets, values, first_id=r0)
+                            for r0, r1, (offsets, values) in groups))
+
+
+def write_steps(path: Path, steps, kv_blocks_usable: int) -> None:
+    """steps.parquet, a row group of steps at a time, each expanded from the replicas' logs on its own."""
+    if not isinstance(steps, StepTable):
+        write_row_groups(path, [steps_table(steps, kv_blocks_usable)])
+        return
+    bounds = row_bounds(steps.num_steps)
+    write_row_groups(path, (steps_table(steps.window(COLUMNS, lo, hi), kv_blocks_usable, first_step=lo)
+                            for lo, hi in zip(bounds[:-1], bounds[1:])))
+
+
 def write_result(result, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    usable = result.engine_config.num_gpu_blocks - 1
-    offsets, values = itl_lists(result.steps, result.emits, len(result.requests["arrival"]))
-    pq.write_table(requests_table(result.requests, offsets, values), out / "requests.parquet")
-    pq.write_table(steps_table(result.steps, usable), out / "steps.parquet")
+    write_requests(out / "requests.parquet", result.requests, result.steps, result.emits)
+    write_steps(out / "steps.parquet", result.steps, result.engine_config.num_gpu_blocks - 1)
     config = result.config.to_dict()
     (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=True))
     document = {

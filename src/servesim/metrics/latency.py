@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from servesim.metrics.steps import num_steps, segments
+from collections.abc import Iterator
+
+from servesim.metrics.steps import StepTable, num_steps, segments
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -98,6 +100,62 @@ def itl_lists(steps: dict[str, np.ndarray], emits, num_requests: int) -> tuple[n
     counts = np.bincount(itl_rid, minlength=num_requests)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     return offsets, values
+
+
+def itl_counts(emits, num_requests: int) -> np.ndarray:
+    """How many ITLs each request has: one fewer than its tokens (none without tokens)."""
+    rid, lo, hi = emits
+    tokens = np.bincount(rid, weights=hi - lo + 1, minlength=num_requests).astype(np.int64)  # exact below 2^53
+    return np.maximum(tokens - 1, 0)
+
+
+def itl_blocks(steps, emits, bounds) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """itl_lists' (offsets, values) for requests bounds[i]..bounds[i+1]-1, block after block, with the same values
+    bit for bit. A block reads only the step ends its requests emitted at (one window of steps per replica), so
+    memory follows the block, not the run."""
+    rid, lo, hi = _sorted_ranges(emits)
+    cuts = np.searchsorted(rid, bounds).tolist()
+    for r0, r1, c0, c1 in zip(bounds[:-1], bounds[1:], cuts[:-1], cuts[1:]):
+        yield _itl_block(steps, rid[c0:c1] - r0, lo[c0:c1], hi[c0:c1], r1 - r0)
+
+
+def _end_windows(steps, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The end times of the steps lo..hi of the given ranges, one window per replica they lie in (a range never
+    crosses replicas), and where each range's first step sits in them."""
+    offsets = steps.offsets if isinstance(steps, StepTable) else np.array([0, num_steps(steps)])
+    part = np.searchsorted(offsets, lo, side="right") - 1
+    windows, lo_at, size = [], np.empty(len(lo), dtype=np.int64), 0
+    for k in np.unique(part).tolist():
+        mine = part == k
+        a, b = int(lo[mine].min()), int(hi[mine].max()) + 1
+        if isinstance(steps, StepTable):
+            windows.append(steps.window(("end",), a, b)["end"])
+        else:
+            windows.append(steps["start"][a:b] + steps["duration"][a:b])
+        lo_at[mine] = lo[mine] - a + size
+        size += b - a
+    return (np.concatenate(windows) if windows else np.empty(0)), lo_at
+
+
+def _itl_block(steps, rid, lo, hi, num_requests: int) -> tuple[np.ndarray, np.ndarray]:
+    """itl_lists for requests 0..num_requests-1 (rid relative to the block), ranges sorted by (request, step)."""
+    counts = itl_counts((rid, lo, hi), num_requests)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    lengths = hi - lo + 1
+    total = int(lengths.sum())
+    if total == 0:
+        return offsets, np.empty(0)
+    ends, lo_at = _end_windows(steps, lo, hi)
+    range_first = np.cumsum(lengths) - lengths  # token index of each range's first token
+    position = np.ones(total, dtype=np.int64)  # each token's step in `ends`: +1 within a range, a jump between
+    position[range_first[1:]] = lo_at[1:] - (lo_at[:-1] + lengths[:-1] - 1)
+    position[0] = lo_at[0]
+    times = ends[np.cumsum(position, out=position)]
+    del position, ends
+    new_request = np.flatnonzero(rid[1:] != rid[:-1]) + 1  # ranges that open a request (after the first)
+    keep = np.ones(total - 1, dtype=bool)  # the gap into token t + 1, unless that token opens a request
+    keep[range_first[new_request] - 1] = False
+    return offsets, np.subtract(times[1:], times[:-1])[keep]
 
 
 def percentile(values: np.ndarray, q: float) -> float:

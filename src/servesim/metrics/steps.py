@@ -44,6 +44,25 @@ class StepTable(Mapping):
         for (replica, log, usable), offset in zip(self.parts, self.offsets):
             yield Segment(replica, usable, int(offset), log.as_numpy(names))
 
+    def window(self, names, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Columns `names` (STEP_COLUMNS, "end", "replica", "kv_blocks_usable") of the cluster's steps start..stop-1,
+        which may cross replicas; only the spans they overlap are expanded."""
+        out = {name: np.empty(stop - start, dtype=np.float64 if name in FLOAT_COLUMNS + ("end",) else np.int64)
+               for name in names}
+        logged = [name for name in names if name not in ("replica", "kv_blocks_usable")]
+        first = max(0, int(np.searchsorted(self.offsets, start, side="right")) - 1)
+        for (replica, log, usable), offset in zip(self.parts[first:], self.offsets[first:].tolist()):
+            if offset >= stop:
+                break
+            lo, hi = max(start, offset), min(stop, offset + len(log))
+            rows = slice(lo - start, hi - start)
+            log.as_numpy(logged, lo - offset, hi - offset, out={name: out[name][rows] for name in logged})
+            if "replica" in out:
+                out["replica"][rows] = replica
+            if "kv_blocks_usable" in out:
+                out["kv_blocks_usable"][rows] = usable
+        return out
+
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in COLUMNS:
             raise KeyError(key)
