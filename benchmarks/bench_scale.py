@@ -1,12 +1,14 @@
 """Simulation speed at scale (issue 8): how cost grows with requests, and every policy side by side.
 
-    python benchmarks/bench_scale.py scale [--requests 10000,100000] [--replicas 16]
+    python benchmarks/bench_scale.py scale [--requests 10000,100000] [--replicas 16] [--write]
     python benchmarks/bench_scale.py policies [--requests 20000]
 
 `scale`: the chat preset at 5 req/s per replica on N replicas of Llama-3.1-8B/H100 behind least-outstanding
 routing, each size in a fresh process so that its peak memory is its own. `policies`: the same chat traffic on
 one replica under each scheduling policy, and on a 1P1D disaggregated pair. Prints a Markdown table: simulated
 requests per wall second and per CPU second (the steadier figure on a shared machine), and peak memory.
+`--write`: each run also writes its result files (what `servesim simulate -o DIR` does) into a temporary
+directory; the times and peak memory then include writing, and the table adds the writing time and file sizes.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from servesim.config import make_config
+from servesim.metrics.io import write_result
 from servesim.simulate import run_simulation
 from servesim.workload.build import build_workload
 
@@ -27,14 +32,20 @@ POLICIES = ("vllm-v1", "sarathi", "splitfuse", "orca", "static", "sglang", "prio
 
 
 def measure(settings: dict) -> dict:
+    write = settings.pop("write", False)
     cfg = make_config(None, model="llama-3.1-8b", gpu="h100", workload="chat", seed=1, **settings)
     workload = build_workload(cfg)
     wall, cpu = time.perf_counter(), time.process_time()
     result = run_simulation(cfg, workload=workload)
+    out = {"requests": len(workload), "completed": result.summary["requests"]["completed"]}
+    if write:
+        with tempfile.TemporaryDirectory() as tmp:
+            written = time.perf_counter()
+            write_result(result, tmp)
+            out["write_s"] = time.perf_counter() - written
+            out["files_mib"] = {p.name: p.stat().st_size / 2**20 for p in sorted(Path(tmp).iterdir())}
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return {"requests": len(workload), "wall_s": wall, "cpu_s": cpu,
-            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "completed": result.summary["requests"]["completed"]}
+    return {**out, "wall_s": wall, "cpu_s": cpu, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def in_fresh_process(settings: dict) -> dict:
@@ -44,8 +55,12 @@ def in_fresh_process(settings: dict) -> dict:
 
 
 def row(label: str, m: dict) -> str:
-    return (f"| {label} | {m['requests']:,} | {m['wall_s']:.1f} | {m['requests'] / m['wall_s']:,.0f} | "
+    line = (f"| {label} | {m['requests']:,} | {m['wall_s']:.1f} | {m['requests'] / m['wall_s']:,.0f} | "
             f"{m['requests'] / m['cpu_s']:,.0f} | {m['peak_mib']:,.0f} |")
+    if "write_s" in m:
+        files = m["files_mib"]
+        line += f" {m['write_s']:.1f} | {files['requests.parquet']:,.1f} | {files['steps.parquet']:,.1f} |"
+    return line
 
 
 def main() -> None:
@@ -54,16 +69,19 @@ def main() -> None:
     ap.add_argument("settings", nargs="?")
     ap.add_argument("--requests", default=None)
     ap.add_argument("--replicas", type=int, default=16)
+    ap.add_argument("--write", action="store_true", help="also write the result files (scale only)")
     args = ap.parse_args()
     if args.what == "one":
         print(json.dumps(measure(json.loads(args.settings))))
         return
-    print("| run | requests | wall s | req/s wall | req/s per CPU second | peak MiB |")
-    print("|---|---|---|---|---|---|")
+    write = args.write and args.what == "scale"
+    print("| run | requests | wall s | req/s wall | req/s per CPU second | peak MiB |"
+          + (" of which writing s | requests.parquet MiB | steps.parquet MiB |" if write else ""))
+    print("|---|---|---|---|---|---|" + ("---|---|---|" if write else ""))
     if args.what == "scale":
         for n in (int(x) for x in (args.requests or "10000,100000").split(",")):
             m = in_fresh_process({"requests": n, "qps": 5.0 * args.replicas, "replicas": args.replicas,
-                                  "router": "least-outstanding"})
+                                  "router": "least-outstanding", "write": write})
             print(row(f"{args.replicas} replicas, least-outstanding", m), flush=True)
     else:
         n = int(args.requests or 20000)

@@ -20,6 +20,7 @@ CONFIGS = {
     "3 replicas, preemptions": dict(requests=300, qps=30.0, replicas=3, router="least-outstanding", seed=3,
                                     num_gpu_blocks=200, max_model_len=2048, block_size=32),
     "1P2D": dict(requests=200, qps=10.0, prefill_pool="h100:1x1", decode_pool="h100:1x2", seed=4),
+    "5 replicas, 3 requests": dict(requests=3, qps=1.0, replicas=5, seed=5),  # replicas with no steps
 }
 
 
@@ -68,7 +69,11 @@ def test_many_groups_hold_the_same_tables(result, tmp_path, monkeypatch, rows, i
     for name, whole in (("requests", requests), ("steps", steps)):
         pq.write_table(whole, tmp_path / "whole.parquet")
         streamed = pq.ParquetFile(first / f"{name}.parquet")
-        assert streamed.metadata.num_row_groups > 1 or (name == "steps" and rows == 1 << 20)
+        n = whole.num_rows
+        bounds = request_bounds(np.diff(whole["itl_s"].combine_chunks().offsets.to_numpy())) if name == "requests" \
+            else row_groups.row_bounds(n)
+        assert streamed.metadata.num_row_groups == len(bounds) - 1
+        assert len(bounds) > 2 or n < 100 or (name == "steps" and rows == 1 << 20)  # several groups, unless tiny
         _assert_same_table(streamed.read(), pq.read_table(tmp_path / "whole.parquet"))
         assert (first / f"{name}.parquet").read_bytes() == (again / f"{name}.parquet").read_bytes()  # deterministic
 
@@ -88,10 +93,10 @@ def test_windows_of_the_step_table_equal_its_slices(result, data):
 
 
 def test_a_log_read_in_windows_equals_it_read_whole(result):
-    assert max(len(log._span_start) for _, log, _ in result.steps.parts) > 3  # windows cut decode spans
+    assert max(len(log._span_start) for _, log, _ in result.steps.parts) > 0  # the cuts fall in decode spans
     for _, log, _ in result.steps.parts:
         whole = log.as_numpy(STEP_COLUMNS + ("end",))
-        cuts = sorted({0, len(log), *np.random.default_rng(len(log)).integers(0, len(log), 12).tolist()})
+        cuts = sorted({0, len(log), *np.random.default_rng(len(log)).integers(0, len(log) + 1, 12).tolist()})
         for a, b in zip(cuts[:-1], cuts[1:]):
             for name, column in log.as_numpy(STEP_COLUMNS + ("end",), a, b).items():
                 np.testing.assert_array_equal(column, whole[name][a:b], err_msg=f"{name} {a}:{b}")
