@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 from servesim.config import make_config
-from servesim.metrics.io import write_result
 from servesim.simulate import run_simulation
 from servesim.workload.build import build_workload
 
@@ -39,6 +38,8 @@ def measure(settings: dict) -> dict:
     result = run_simulation(cfg, workload=workload)
     out = {"requests": len(workload), "completed": result.summary["requests"]["completed"]}
     if write:
+        from servesim.metrics.io import write_result  # as `servesim simulate` does: pyarrow loads after the run
+
         with tempfile.TemporaryDirectory() as tmp:
             written = time.perf_counter()
             write_result(result, tmp)

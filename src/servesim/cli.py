@@ -114,7 +114,6 @@ def simulate(
     """Simulate a serving deployment (one replica, replicas behind a router, or prefill/decode pools) on a
     workload; print latency, throughput and SLO goodput."""
     from servesim.config import load_config, make_config
-    from servesim.metrics.io import _clean, write_result
     from servesim.report.terminal import LazyProgress, cluster_tables, summary_tables
     from servesim.simulate import run_simulation
     from servesim.workload.build import build_workload
@@ -146,6 +145,8 @@ def simulate(
     finally:
         progress.close()
     wall = time.perf_counter() - started
+    from servesim.metrics.io import _clean, write_result  # pyarrow (~35 MiB) loads after the run's memory peak
+
     if output:
         write_result(result, output)
     if report:
