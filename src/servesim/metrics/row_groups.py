@@ -1,5 +1,5 @@
 """Result files written one row group at a time, so writing a million-request run needs memory for one group,
-not for whole columns (requests.parquet holds every token's ITL: ~250 M values at 1M chat requests).
+not for whole columns (requests.parquet holds every token's ITL: 210 M values at 1M chat requests).
 
 Groups of at most pyarrow's default row group length (2^20 rows), and for requests.parquet at most ITLS_PER_GROUP
 ITL values: a run that fits one group writes the same bytes `pq.write_table` wrote for the whole table. Each group
@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROWS_PER_GROUP = 1 << 20  # pyarrow's default row group length (pq.write_table with row_group_size=None)
-ITLS_PER_GROUP = 1 << 21  # ITL values per requests.parquet group: 16 MiB of float64, ~8,000 chat requests
+ITLS_PER_GROUP = 1 << 21  # ITL values per requests.parquet group: 16 MiB of float64, ~10,000 chat requests
 
 
 def request_bounds(itl_counts: np.ndarray, max_itls: int | None = None, max_rows: int | None = None) -> list[int]:
