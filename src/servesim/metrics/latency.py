@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from collections.abc import Iterator
+
+import numpy as np
 
 from servesim.metrics.steps import StepTable, num_steps, segments
 
