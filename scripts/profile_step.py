@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import statistics
 import sys
 import time
 from datetime import datetime, timezone
@@ -31,6 +30,8 @@ try:
     import torch.nn.functional as F
 except ImportError:
     sys.exit("profile_step.py needs torch (pip install torch); it is not a servesim dependency")
+
+from profile_kernels import Timer  # noqa: E402  (same folder: one way of timing for kernels and steps)
 
 LLAMA_8B = {"hidden": 4096, "layers": 32, "heads": 32, "kv_heads": 8, "head_dim": 128, "intermediate": 14336,
             "vocab": 128256}
@@ -102,45 +103,10 @@ def time_step(model: Llama, batch: int, length: int, decode: bool, trials: int, 
     def run():
         return model.step(tokens, k_caches, v_caches, cos_sin, decode)
 
-    def median_ms(fn) -> float:
-        for _ in range(2):
-            fn()
-        sync()
-        samples = []
-        for _ in range(trials):
-            t0 = time.perf_counter()
-            if dev == "cuda":
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn()
-                end.record()
-                end.synchronize()
-                samples.append(start.elapsed_time(end))
-            else:
-                fn()
-                samples.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(samples)
-
-    def sync():
-        if dev == "cuda":
-            torch.cuda.synchronize()
-
-    eager = median_ms(run)
-    graph_ms = float("nan")
-    if graphs:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):
-                run()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            run()
-        graph_ms = median_ms(graph.replay)
-        del graph
+    eager_us, _ = Timer(dev, 1, trials, False, 0)(run, tuple, 0)
+    graph_us, how = Timer(dev, 1, trials, True, 0)(run, tuple, 0) if dev == "cuda" else (float("nan"), "")
     del k_caches, v_caches
-    return graph_ms, eager
+    return (graph_us if how == "graph" else float("nan")) / 1e3, eager_us / 1e3
 
 
 def main() -> None:

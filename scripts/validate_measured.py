@@ -77,6 +77,26 @@ def step_rows(gpu: str) -> list[dict]:
     return rows
 
 
+def repeatability(gpu: str) -> str:
+    """How far a second run of the same scripts (another lease, another machine of the kind) moved each timing."""
+    repeat = MEASURED / gpu / "repeat"
+    if not repeat.is_dir():
+        return ""
+    first = {s.key: s.latency for s in read_csv_dir(MEASURED / gpu / "kernels")}
+    again = {s.key: s.latency for s in read_csv_dir(repeat / "kernels")}
+    moved = np.abs(np.concatenate([again[k] / first[k] - 1 for k in first]))
+    steps = [np.abs(_graph_ms(repeat / "steps") / _graph_ms(MEASURED / gpu / "steps") - 1)]
+    return (f"Repeatability ({gpu}, `measurements/{gpu}/repeat/`, the same grids on a second lease): kernel timings "
+            f"moved by median {pct(float(np.median(moved)))} (p90 {pct(float(np.quantile(moved, 0.9)))}, max "
+            f"{pct(float(moved.max()))}, {len(moved)} points), step timings by median "
+            f"{pct(float(np.median(steps)))} (max {pct(float(np.max(steps)))}).")
+
+
+def _graph_ms(folder: Path) -> np.ndarray:
+    with (folder / "steps.csv").open(newline="") as fh:
+        return np.array([float(r["graph_ms"]) for r in csv.DictReader(fh)])
+
+
 def markdown() -> str:
     gpus = sorted(p.name for p in MEASURED.iterdir() if (p / "kernels").is_dir())
     lines = [BEGIN, "## GPU kernels and steps servesim measured itself", "",
@@ -93,6 +113,7 @@ def markdown() -> str:
                      f"{p['bf16_mm_8192_tflops']} TFLOP/s, 2 GiB copy {p['copy_2GiB_read_plus_write_tb_s']} TB/s "
                      f"(read + write); spec sheet {get_device(g).bf16_flops / 1e12:.0f} TFLOP/s, "
                      f"{get_device(g).mem_bandwidth / 1e12:.2f} TB/s.")
+    lines += [""] + [line for g in gpus if (line := repeatability(g))]
     lines += ["", "### Kernels: the shipped vLLM calibration against torch's kernels", "",
               "Median error = median of predicted / measured - 1 (negative: servesim predicts faster). The H200 "
               "column is an extrapolation: no H200 measurement was ever fitted.", "",
