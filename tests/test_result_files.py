@@ -11,7 +11,7 @@ from servesim.config import make_config
 from servesim.engine.logs import STEP_COLUMNS
 from servesim.metrics import row_groups
 from servesim.metrics.io import requests_table, steps_table, write_result
-from servesim.metrics.latency import itl_blocks, itl_counts, itl_lists
+from servesim.metrics.latency import _sorted_ranges, itl_blocks, itl_counts, itl_lists, step_ends
 from servesim.metrics.row_groups import request_bounds
 from servesim.metrics.steps import COLUMNS
 from servesim.simulate import run_simulation
@@ -30,10 +30,29 @@ def result(request):
     return run_simulation(cfg)
 
 
+def _reference_itl_lists(steps: dict[str, np.ndarray], emits, num_requests: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every ITL of every request, token by token from whole columns: the independent oracle."""
+    ends = step_ends(steps)
+    rid, lo, hi = _sorted_ranges(emits)
+    lengths = hi - lo + 1
+    total = int(lengths.sum())
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    token_steps = np.repeat(lo, lengths) + (np.arange(total) - starts)
+    token_rid = np.repeat(rid, lengths)
+    times = ends[token_steps]
+    first_of_request = np.ones(total, dtype=bool)
+    first_of_request[1:] = token_rid[1:] != token_rid[:-1]
+    values = np.diff(times)[~first_of_request[1:]]
+    itl_rid = token_rid[1:][~first_of_request[1:]]
+    counts = np.bincount(itl_rid, minlength=num_requests)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    return offsets, values
+
+
 def _whole_tables(result):
     """What write_result wrote before it streamed: one table each, built from whole columns."""
     n = len(result.requests["arrival"])
-    requests = requests_table(result.requests, *itl_lists(result.steps, result.emits, n))
+    requests = requests_table(result.requests, *_reference_itl_lists(result.steps, result.emits, n))
     steps = steps_table({key: result.steps[key] for key in result.steps}, result.engine_config.num_gpu_blocks - 1)
     return requests, steps
 
@@ -106,7 +125,9 @@ def test_a_log_read_in_windows_equals_it_read_whole(result):
 @given(st.data())
 def test_itl_blocks_equal_slices_of_itl_lists(result, data):
     n = len(result.requests["arrival"])
-    offsets, values = itl_lists(result.steps, result.emits, n)
+    offsets, values = _reference_itl_lists(result.steps, result.emits, n)
+    for got, want in zip(itl_lists(result.steps, result.emits, n), (offsets, values)):
+        np.testing.assert_array_equal(got, want)
     cuts = sorted(set(data.draw(st.lists(st.integers(0, n), max_size=6))) | {0, n})
     for r0, r1, (got_offsets, got_values) in zip(cuts[:-1], cuts[1:], itl_blocks(result.steps, result.emits, cuts)):
         np.testing.assert_array_equal(got_offsets, offsets[r0: r1 + 1] - offsets[r0])

@@ -85,21 +85,7 @@ def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
 
 def itl_lists(steps: dict[str, np.ndarray], emits, num_requests: int) -> tuple[np.ndarray, np.ndarray]:
     """Every ITL of every request: (offsets, values) so request r's ITLs are values[offsets[r]:offsets[r+1]]."""
-    ends = step_ends(steps)
-    rid, lo, hi = _sorted_ranges(emits)
-    lengths = hi - lo + 1
-    total = int(lengths.sum())
-    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
-    token_steps = np.repeat(lo, lengths) + (np.arange(total) - starts)
-    token_rid = np.repeat(rid, lengths)
-    times = ends[token_steps]
-    first_of_request = np.ones(total, dtype=bool)
-    first_of_request[1:] = token_rid[1:] != token_rid[:-1]
-    values = np.diff(times)[~first_of_request[1:]]
-    itl_rid = token_rid[1:][~first_of_request[1:]]
-    counts = np.bincount(itl_rid, minlength=num_requests)
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    return offsets, values
+    return next(itl_blocks(steps, emits, [0, num_requests]))
 
 
 def itl_counts(emits, num_requests: int) -> np.ndarray:
