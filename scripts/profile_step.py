@@ -4,7 +4,7 @@ servesim prices a step as the sum of its kernels (perf/calibrated.py). This scri
 a Llama-3.1-8B-shaped decoder (random bf16 weights) runs whole steps (embedding, per layer RMSNorm, QKV, RoPE, KV
 write, SDPA attention, O, residual adds, gated MLP; final norm, LM head on the last token of each sequence and a
 greedy sampler), captured as one CUDA graph and replayed, as vLLM replays decode steps. The kernels are torch's
-(the same ones scripts/profile_kernels.py times), so `scripts/check_steps.py` can compare the measured steps with
+(the same ones scripts/profile_kernels.py times), so `scripts/validate_measured.py` can compare the measured steps with
 servesim's prediction from a calibration fitted on those kernel timings: what is left is the composition.
 
     python scripts/profile_step.py -o steps-h100/          # needs torch with CUDA; ~1 minute on an H100
@@ -42,7 +42,7 @@ KV_CAP_BYTES = 40 << 30  # skip decode shapes whose KV cache (all layers) would 
 
 
 class Llama:
-    """Weights and one forward step; `step(tokens, caches, positions)` is captured as a graph per shape."""
+    """Weights and one forward step; `step(...)` is captured as a graph per shape."""
 
     def __init__(self, cfg: dict, device: str):
         self.cfg, self.device = cfg, device
@@ -58,7 +58,7 @@ class Llama:
                        for _ in range(cfg["layers"])]
 
     def rope(self, x, cos_sin):
-        """Rotary embedding as one complex multiply (vLLM fuses it into one kernel too)."""
+        """Rotary embedding as a complex multiply: three kernels (to float, multiply, back), where vLLM runs one."""
         pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
         return torch.view_as_real(pairs * cos_sin).flatten(-2).to(x.dtype)
 
@@ -89,7 +89,7 @@ class Llama:
         return F.linear(F.rms_norm(last, (c["hidden"],), self.norm), self.lm_head).argmax(-1)
 
 
-def time_step(model: Llama, batch: int, length: int, decode: bool, trials: int, graphs: bool) -> tuple[float, float]:
+def time_step(model: Llama, batch: int, length: int, decode: bool, trials: int) -> tuple[float, float]:
     """(graph ms or nan, eager ms), medians over `trials`."""
     c, dev = model.cfg, model.device
     new = 1 if decode else length
@@ -130,8 +130,7 @@ def main() -> None:
             for batch, length in grid:
                 if kind == "decode" and batch * (length + 1) * kv_bytes_per_token > KV_CAP_BYTES:
                     continue
-                graph_ms, eager_ms = time_step(model, batch, length, kind == "decode", args.trials,
-                                               args.device == "cuda")
+                graph_ms, eager_ms = time_step(model, batch, length, kind == "decode", args.trials)
                 rows.append({"kind": kind, "batch": batch, "length": length, "graph_ms": round(graph_ms, 4),
                              "eager_ms": round(eager_ms, 4)})
                 print(f"{kind} batch {batch} length {length}: graph {graph_ms:.3f} ms, eager {eager_ms:.3f} ms",

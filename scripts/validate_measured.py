@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from validate_gpu import pct  # noqa: E402
+from validate_gpu import pct, write_section  # noqa: E402
 
 from servesim.hardware.catalog import get_device  # noqa: E402
 from servesim.models.catalog import get_model  # noqa: E402
@@ -150,9 +150,10 @@ def markdown() -> str:
               "`length` cached tokens each; prefill: `batch` sequences of `length` new tokens.", "",
               "| GPU | step | batch | length | measured ms | eager ms | own ms (err) | shipped ms (err) | "
               "roofline ms (err) |", "|---|---|---|---|---|---|---|---|---|"]
-    summary = []
+    summary, decode = [], []
     for g in gpus:
         rows = step_rows(g)
+        decode += [r for r in rows if r["kind"] == "decode"]
         for r in rows:
             cells = " | ".join(f"{r[k]:.2f} ({(r[k] / r['measured'] - 1) * 100:+.0f}%)"
                                for k in ("own", "shipped", "roofline"))
@@ -161,7 +162,6 @@ def markdown() -> str:
         for k in ("own", "shipped", "roofline"):
             err = np.abs([r[k] / r["measured"] - 1 for r in rows])
             summary.append(f"{g} {k}: median |error| {pct(float(np.median(err)))}, max {pct(float(err.max()))}")
-    decode = [r for g in gpus for r in step_rows(g) if r["kind"] == "decode"]
     gaps = [r["measured"] - r["own"] for r in decode]
     host = sorted(r["eager"] - r["measured"] for r in decode)
     lines += ["", "Median absolute error over each GPU's steps: " + "; ".join(summary) + ".", "",
@@ -175,19 +175,9 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     section = markdown()
-    write_section(ROOT / "docs" / "validation.md", section)
+    write_section(ROOT / "docs" / "validation.md", section, BEGIN, END)
     print(section)
 
 
