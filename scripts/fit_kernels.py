@@ -16,22 +16,34 @@ from pathlib import Path
 from servesim.hardware.catalog import get_device
 from servesim.perf.kernels.calibrate import fit_samples
 from servesim.perf.kernels.calibration import ENGINES, FORMAT
+from servesim.perf.kernels.host import fit_host, read_decode_medians
 from servesim.perf.kernels.samples import concat, read_aiconfigurator, read_vidur_mlp
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURED = {"h100": "h100_sxm", "a100": "a100_sxm"}  # servesim GPU -> aiconfigurator folder
 # Host (CPU) time per engine step: scheduling, input preparation, output handling, as fixed seconds plus
 # seconds per running request, and whether the engine overlaps it with the GPU (async scheduling: the step
-# lasts max(GPU, host)) or not (GPU + host). The kernel tables carry no host measurements, so the shipped
-# host times are zero; `--step-overhead` adds a serial one per run.
+# lasts max(GPU, host)) or not (GPU + host); `--step-overhead` adds a serial one per run.
+# vLLM's is fitted (decode steps, least squares) from measurements/cpu-host/summary.csv: scripts/profile_host.py
+# timing vLLM 0.32's own engine-core host code (V1 model runner) on this project's 2-core cloud Xeon VM, not a
+# GPU server's host; it is used as measured, unscaled. GPU vLLM 0.32 schedules asynchronously by default
+# (vllm/config/vllm.py: async_scheduling None -> True unless pooling, unsupported speculative decoding or PP
+# with the V1 runner). SGLang's and TensorRT-LLM's host code cannot run here and no published per-step host
+# time was found: they stay 0.
+HOST_PROFILE = ROOT / "measurements" / "cpu-host" / "summary.csv"
 ENGINE_HOST = {
-    "vllm": {"host_fixed_s": 0.0, "host_per_seq_s": 0.0, "overlapped": True,
-             "note": "vLLM v1 async scheduling overlaps the next step's scheduling with the GPU; not measured"},
+    "vllm": {"overlapped": True,
+             "note": "vLLM 0.32 engine-core host time measured on a 2-core cloud Xeon VM "
+                     "(measurements/cpu-host); async scheduling overlaps it with the GPU"},
     "sglang": {"host_fixed_s": 0.0, "host_per_seq_s": 0.0, "overlapped": True,
                "note": "SGLang's overlap scheduler; not measured"},
     "trtllm": {"host_fixed_s": 0.0, "host_per_seq_s": 0.0, "overlapped": True,
                "note": "TensorRT-LLM's C++ executor; not measured"},
 }
+
+
+def engine_host() -> dict:
+    return {**ENGINE_HOST, "vllm": {**ENGINE_HOST["vllm"], **fit_host(read_decode_medians(HOST_PROFILE))}}
 
 
 def build(data: Path) -> dict:
@@ -55,9 +67,10 @@ def build(data: Path) -> dict:
         coeffs, stats = fit_samples(pooled, device)
         entry["common"] = {"source": f"Vidur compute/{gpu}/*/mlp.csv", "coeffs": coeffs, "fit": stats}
         measured[gpu] = entry
-    return {"format": FORMAT, "measured": measured, "engines": ENGINE_HOST,
+    return {"format": FORMAT, "measured": measured, "engines": engine_host(),
             "sources": ["NVIDIA aiconfigurator-core 0.12.0 systems/data (Apache-2.0)",
-                        "microsoft/vidur data/profiling compute (MIT)"]}
+                        "microsoft/vidur data/profiling compute (MIT)",
+                        "servesim measurements/cpu-host: vLLM 0.32 host time per step (scripts/profile_host.py)"]}
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ import csv
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,8 @@ def step_rows(gpu: str) -> list[dict]:
         calibrate_dir(MEASURED / gpu / "kernels", gpu, "vllm", own_file)
         own = load_calibration(device, "vllm", str(own_file))
     shipped = load_calibration(device, "vllm")
+    # GPU-only prices: the measured steps are CUDA-graph replays, with no engine host work to overlap or add
+    own, shipped = (replace(cal, host_fixed=0.0, host_per_seq=0.0) for cal in (own, shipped))
     rows = []
     with (MEASURED / gpu / "steps" / "steps.csv").open(newline="") as fh:
         for r in csv.DictReader(fh):
