@@ -15,6 +15,10 @@ separate process in a GPU server, off the engine core's path) is recorded as `fr
 Grid: decode steps at running batch 1..256; prefill-only steps of one request of 16..4096 tokens and of many
 16-token requests; mixed steps (a decode batch plus one prefill chunk). Writes steps.csv (one row per timed step)
 and summary.csv (medians per shape), and meta.json (CPU, versions, method).
+
+Not a GPU server's host: this CPU is whatever runs the script; the CPU build runs the V1 model runner (GPU vLLM
+0.32 picks V2 where Triton is present) and the CPU attention backend's metadata builder; the engine-core <-> API
+server transfer (ZMQ, msgpack) of a multi-process server is not in the number.
 """
 
 from __future__ import annotations
