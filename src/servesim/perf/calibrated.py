@@ -27,7 +27,7 @@ from servesim.errors import ServesimError
 from servesim.hardware.catalog import Device
 from servesim.models.spec import DTYPE_BYTES, ModelSpec
 from servesim.perf.base import StepShape
-from servesim.perf.kernels import forms
+from servesim.perf.kernels import dispatch, forms
 from servesim.perf.kernels.calibrate import hardware
 from servesim.perf.kernels.calibration import KernelCalibration, load_calibration
 from servesim.perf.parallel import check_parallelism, cudagraph_sizes, pp_layer_split
@@ -60,7 +60,10 @@ class CalibratedModel:
         pp_link = link if tp * pp <= device.gpus_per_node else device.network_bandwidth
         self._hw_pp = forms.Hardware(device.bf16_flops, device.mem_bandwidth, device.sms or 100, pp_link,
                                      device.l2_bytes)
-        self._gemm = cal.get(f"gemm.{'fp8' if model.dtype == 'fp8' else 'bf16'}")
+        gemm_dtype = "fp8" if model.dtype == "fp8" else "bf16"
+        self._gemm = cal.get(f"gemm.{gemm_dtype}")
+        self._gemm_tiles = dispatch.gemm_tiles(engine, gemm_dtype)
+        self._nccl_from = dispatch.allreduce_nccl_from(engine)
         self._gemm_bf16 = cal.get("gemm.bf16")
         self._prefill = cal.get("context_attention")
         self._decode = cal.get("generation_attention")
@@ -100,11 +103,11 @@ class CalibratedModel:
         w = md.bytes_per_param
         total = 0.0
         for n, k in ((q + 2 * kv, h), (h, q), (2 * inter, h), (h, inter)):
-            total = total + forms.gemm_time(self._gemm, self._hw_gemm, m, n, k, w)
+            total = total + forms.gemm_time(self._gemm, self._hw_gemm, m, n, k, w, self._gemm_tiles)
         total = total + 2 * self._elementwise("norm", 4.0 * m * h) + 2 * self._elementwise("add", 6.0 * m * h)
         total = total + self._elementwise("act", 6.0 * m * inter) + self._elementwise("rope", 4.0 * m * (q + kv))
         if tp > 1:
-            total = total + 2 * forms.allreduce_time(self._allreduce, self._hw, m * h * ACT_BYTES, tp)
+            total = total + 2 * forms.allreduce_time(self._allreduce, self._hw, m * h * ACT_BYTES, tp, self._nccl_from)
         return np.asarray(total, dtype=np.float64)
 
     def _lm_head(self, s):

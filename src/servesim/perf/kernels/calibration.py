@@ -20,7 +20,9 @@ from servesim.perf.kernels import forms
 ENGINES = ("vllm", "sglang", "trtllm")
 # Unmeasured GPU -> measured GPU whose efficiencies it borrows (same or nearest architecture generation).
 REFERENCE = {"h200": "h100", "b200": "h100", "mi300x": "h100", "l40s": "a100"}
-FORMAT = 2  # 2: decode, prefill and elementwise forms gained coefficients (files of format 1 need a refit)
+# 2: decode, prefill and elementwise forms gained coefficients; 3: GEMM gained small_tile_cost (older files need a
+# refit)
+FORMAT = 3
 
 
 @dataclass(frozen=True)

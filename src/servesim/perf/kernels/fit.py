@@ -8,6 +8,8 @@ algorithms at one shape) must not pull the whole surface away from the typical e
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from servesim.perf.kernels import forms
@@ -22,7 +24,7 @@ ROBUST_SCALE = 0.05  # log error (about 5%) beyond which a point counts linearly
 def predict(family: str, coeffs, hw: Hardware, s: Samples) -> np.ndarray:
     c = s.columns
     if family == "gemm":
-        return forms.gemm_time(coeffs, hw, c["m"], c["n"], c["k"], c["weight_bytes"])
+        return forms.gemm_time(coeffs, hw, c["m"], c["n"], c["k"], c["weight_bytes"], s.meta.get("gemm_tiles"))
     if family == "context_attention":
         return forms.prefill_attention_time(coeffs, hw, c["seqs"], c["tokens"], c["pairs"], c["kv_tokens"], c["heads"],
                                             c["kv_heads"], c["head_dim"], c["kv_bytes"])
@@ -30,7 +32,7 @@ def predict(family: str, coeffs, hw: Hardware, s: Samples) -> np.ndarray:
         return forms.decode_attention_time(coeffs, hw, c["seqs"], c["kv_tokens"], c["heads"], c["kv_heads"],
                                            c["head_dim"], c["kv_bytes"])
     if family == "allreduce":
-        return forms.allreduce_time(coeffs, hw, c["message_bytes"], c["gpus"])
+        return forms.allreduce_time(coeffs, hw, c["message_bytes"], c["gpus"], s.meta.get("nccl_from", math.inf))
     if family == "elementwise":
         return forms.elementwise_time(coeffs, hw, c["bytes"])
     raise KeyError(family)

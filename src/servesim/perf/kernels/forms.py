@@ -60,24 +60,47 @@ def wave_util(ctas, sms):
 GEMM = Family(
     "gemm",
     ("floor", "k_latency", "compute_eff", "k_half", "wave_exp", "memory_eff", "sharpness", "act_passes",
-     "row_cost"),
-    (3e-6, 2e-9, 0.8, 100.0, 0.3, 0.85, 3.0, 0.1, 1e-10),
-    (1e-7, 1e-12, 0.05, 1.0, 1e-3, 0.05, 1.0, 1e-4, 1e-14),
-    (5e-5, 1e-7, 1.0, 1e4, 1.0, 1.2, 12.0, 20.0, 1e-7),
+     "row_cost", "small_tile_cost"),
+    (3e-6, 2e-9, 0.8, 100.0, 0.3, 0.85, 3.0, 0.1, 1e-10, 0.2),
+    (1e-7, 1e-12, 0.05, 1.0, 1e-3, 0.05, 1.0, 1e-4, 1e-14, 1e-4),
+    (5e-5, 1e-7, 1.0, 1e4, 1.0, 1.2, 12.0, 20.0, 1e-7, 5.0),
 )
 
 
-def gemm_time(c, hw: Hardware, m, n, k, weight_bytes=2.0):
+def gemm_time(c, hw: Hardware, m, n, k, weight_bytes=2.0, tiles_by_m=None):
     """Seconds for one GEMM. FP8 adds the per-token quantisation of its input: `act_passes` passes over the
-    activations and `row_cost` per row (the per-token scale)."""
-    floor, k_latency, compute_eff, k_half, wave_exp, memory_eff, sharpness, act_passes, row_cost = c
-    tiles = np.ceil(m / TILE) * np.ceil(n / TILE)
-    eff = compute_eff * k / (k + k_half) * wave_util(tiles, hw.sms) ** wave_exp
-    compute = 2.0 * m * n * k / (hw.peak_flops * eff)
+    activations and `row_cost` per row (the per-token scale). With the library's tile rule (`tiles_by_m`, see
+    dispatch.py), the tensor cores compute whole tiles: the work is m, n, k rounded up to the tile the library picks for m, and
+    a tile smaller than 128 x 128 reuses each operand it loads fewer times (loads per FLOP grow as
+    1/tile_m + 1/tile_n): its efficiency drops by 1 + `small_tile_cost` x (128/tile_m + 128/tile_n - 2)."""
+    floor, k_latency, compute_eff, k_half, wave_exp, memory_eff, sharpness, act_passes, row_cost, small_tile_cost = c
+    if tiles_by_m:
+        tm, tn, tk = _tiles(tiles_by_m, m)
+        tiles = np.ceil(m / tm) * np.ceil(n / tn)
+        work = tiles * tm * tn * np.ceil(k / tk) * tk
+        reuse = 1.0 + small_tile_cost * (TILE / tm + TILE / tn - 2.0)
+    else:
+        tiles = np.ceil(m / TILE) * np.ceil(n / TILE)
+        work = m * n * k
+        reuse = 1.0
+    eff = compute_eff * k / (k + k_half) * wave_util(tiles, hw.sms) ** wave_exp / reuse
+    compute = 2.0 * work / (hw.peak_flops * eff)
     traffic = (m * k + n * k) * weight_bytes + m * n * 2.0
     memory = traffic / (hw.mem_bandwidth * memory_eff)
     quant = (act_passes * m * k * 3.0 / hw.mem_bandwidth + row_cost * m) * (2.0 - weight_bytes)  # fp8 only
     return floor + k_latency * k + smooth_max(compute, memory, sharpness) + quant
+
+
+def _tiles(rules, m):
+    """(tile m, tile n, tile k) for rows m (float or array) under `rules`."""
+    if isinstance(m, float):
+        return next(rule[1:] for rule in rules if m <= rule[0])
+    m = np.asarray(m, dtype=np.float64)
+    out = [np.full(m.shape, rules[-1][i]) for i in (1, 2, 3)]
+    for rule in reversed(rules[:-1]):
+        small = m <= rule[0]
+        out = [np.where(small, rule[i + 1], o) for i, o in enumerate(out)]
+    return tuple(out)
 
 
 # --- prefill attention: flash attention over chunks of new tokens on top of cached context -------------
@@ -186,15 +209,18 @@ ALLREDUCE = Family(
 )
 
 
-def allreduce_time(c, hw: Hardware, message_bytes, gpus):
+def allreduce_time(c, hw: Hardware, message_bytes, gpus, nccl_from=math.inf):
     """The faster of two algorithms, as custom all-reduce kernels choose: one-shot (every GPU reads all peers'
     buffers, (g-1) x bytes, no extra phase) for small messages and two-shot (reduce-scatter + all-gather,
-    2(g-1)/g x bytes, one more synchronised phase) for large ones; blended by a smooth minimum."""
+    2(g-1)/g x bytes, one more synchronised phase) for large ones; blended by a smooth minimum. From
+    `nccl_from` bytes on, the engine hands the message to NCCL (a size cap in its source, dispatch.py), whose
+    ring moves the two-shot bytes with the two-shot phase latency, whether or not one-shot would be faster."""
     floor, hop_latency, one_shot_eff, two_shot_eff, two_shot_latency, sharpness = c
     message_bytes = np.maximum(message_bytes, 1.0)
     one = (gpus - 1.0) * message_bytes / (hw.link_bandwidth * one_shot_eff)
     two = two_shot_latency + 2.0 * (gpus - 1.0) / gpus * message_bytes / (hw.link_bandwidth * two_shot_eff)
-    return floor + hop_latency * (gpus - 1.0) + (one**-sharpness + two**-sharpness) ** (-1.0 / sharpness)
+    best = (one**-sharpness + two**-sharpness) ** (-1.0 / sharpness)
+    return floor + hop_latency * (gpus - 1.0) + np.where(message_bytes >= nccl_from, two, best)
 
 
 # --- memory-bound elementwise kernels: norms, residual adds, activation, rotary embedding, sampling ------

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from servesim.errors import ServesimError
+from servesim.perf.kernels import dispatch
 
 KV_BYTES = {"bf16": 2.0, "bfloat16": 2.0, "fp16": 2.0, "float16": 2.0, "fp8": 1.0}
 GEMM_DTYPES = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "bf16", "float16": "bf16", "fp8": "fp8"}
@@ -215,7 +216,10 @@ def read_aiconfigurator(gpu_dir: str | Path, engine: str) -> list[Samples]:
         for raw, dtype in (("bfloat16", "bf16"), ("fp8", "fp8")):
             sel = t["gemm_dtype"] == raw
             if sel.any():
-                out.append(gemm_samples(t["m"][sel], t["n"][sel], t["k"][sel], dtype, t["latency"][sel] * 1e-3, src))
+                s = gemm_samples(t["m"][sel], t["n"][sel], t["k"][sel], dtype, t["latency"][sel] * 1e-3, src)
+                if tiles := dispatch.gemm_tiles(engine, dtype):
+                    s.meta["gemm_tiles"] = tiles
+                out.append(s)
     folder = _newest(gpu_dir / "attention" / engine)
     if folder:
         src = f"{gpu_dir.name}/attention/{engine}/{folder.name}"
@@ -242,8 +246,10 @@ def read_aiconfigurator(gpu_dir: str | Path, engine: str) -> list[Samples]:
         t = _table(path)
         sel = t["kernel_source"] == ALLREDUCE_KERNELS[engine]
         if sel.any():
-            out.append(allreduce_samples(t["num_gpus"][sel], t["message_size"][sel] * 2.0, t["latency"][sel] * 1e-3,
-                                         f"{gpu_dir.name}/comm/{engine}/{folder.name}"))
+            s = allreduce_samples(t["num_gpus"][sel], t["message_size"][sel] * 2.0, t["latency"][sel] * 1e-3,
+                                  f"{gpu_dir.name}/comm/{engine}/{folder.name}")
+            s.meta["nccl_from"] = dispatch.allreduce_nccl_from(engine)
+            out.append(s)
     return out
 
 

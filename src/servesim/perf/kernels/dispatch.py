@@ -1,0 +1,28 @@
+"""Size rules an engine's own source code fixes, not fitted: which kernel configuration or library a call of a
+given size goes to. Each rule names the file it is read from; the forms (forms.py) take the rule as an argument.
+"""
+
+from __future__ import annotations
+
+import math
+
+# GEMM CTA tiles by rows m: ((largest m, tile m, tile n, tile k), ...), the first row with m <= its largest m
+# applies. sgl-kernel's fp8_scaled_mm on SM90 (sgl-kernel csrc/gemm/fp8_gemm_kernel.cu,
+# sm90_fp8_dispatch_shape): 64x64x128 tiles up to 256 rows, 128x128x128 above.
+SGL_KERNEL_FP8_SM90 = ((256.0, 64.0, 64.0, 128.0), (math.inf, 128.0, 128.0, 128.0))
+
+# All-reduce messages from this many bytes on leave the engine's custom kernel for NCCL: vLLM's
+# CustomAllreduce takes inputs below max_size = 8 MiB (distributed/device_communicators/custom_all_reduce.py,
+# should_custom_ar: inp_size < max_size); SGLang's takes inputs up to and including 8 MiB (same file name,
+# inp_size <= max_size). TensorRT-LLM's AUTO strategy switches on tokens instead (see docs/validation.md).
+ALLREDUCE_NCCL_FROM_BYTES = {"vllm": 8.0 * 2**20, "sglang": 8.0 * 2**20 + 1.0}
+
+
+def gemm_tiles(engine: str, dtype: str) -> tuple | None:
+    """The tile rule of `engine`'s GEMMs of `dtype`, or None: the generic 128 x 128 form."""
+    return SGL_KERNEL_FP8_SM90 if (engine, dtype) == ("sglang", "fp8") else None
+
+
+def allreduce_nccl_from(engine: str) -> float:
+    """Message bytes from which `engine`'s all-reduce runs NCCL (infinity: no known switch)."""
+    return ALLREDUCE_NCCL_FROM_BYTES.get(engine, math.inf)
