@@ -81,7 +81,7 @@ class CalibratedModel:
         m[0] = 0.0
         self._builders = {
             "layer": self._layer_dense,  # per layer: GEMMs, elementwise, all-reduces
-            "embed": lambda tokens: self._elementwise("add", 4.0 * tokens * model.hidden_size),
+            "embed": lambda tokens: self._elementwise("add", 4.0 * tokens * model.hidden_size, tokens),
             "head": self._lm_head,
         }
         self._tables = {"layer": self._layer_dense(m), "embed": self._builders["embed"](m),
@@ -94,8 +94,8 @@ class CalibratedModel:
 
     # --- operators, vectorised over token counts ---
 
-    def _elementwise(self, op: str, traffic):
-        return forms.elementwise_time(self._elem[op], self._hw, traffic)
+    def _elementwise(self, op: str, traffic, rows):
+        return forms.elementwise_time(self._elem[op], self._hw, traffic, rows)
 
     def _layer_dense(self, m):
         md, tp = self.model, self.tp
@@ -104,8 +104,8 @@ class CalibratedModel:
         total = 0.0
         for n, k in ((q + 2 * kv, h), (h, q), (2 * inter, h), (h, inter)):
             total = total + forms.gemm_time(self._gemm, self._hw_gemm, m, n, k, w, self._gemm_tiles)
-        total = total + 2 * self._elementwise("norm", 4.0 * m * h) + 2 * self._elementwise("add", 6.0 * m * h)
-        total = total + self._elementwise("act", 6.0 * m * inter) + self._elementwise("rope", 4.0 * m * (q + kv))
+        total = total + 2 * self._elementwise("norm", 4.0 * m * h, m) + 2 * self._elementwise("add", 6.0 * m * h, m)
+        total = total + self._elementwise("act", 6.0 * m * inter, m) + self._elementwise("rope", 4.0 * m * (q + kv), m)
         if tp > 1:
             total = total + 2 * forms.allreduce_time(self._allreduce, self._hw, m * h * ACT_BYTES, tp, self._nccl_from)
         return np.asarray(total, dtype=np.float64)
@@ -114,8 +114,8 @@ class CalibratedModel:
         md, tp = self.model, self.tp
         vocab = md.vocab_size / tp
         t = forms.gemm_time(self._gemm_bf16, self._hw, np.maximum(s, 1.0), vocab, md.hidden_size, 2.0)
-        t = t + self._elementwise("norm", 4.0 * s * md.hidden_size)
-        t = t + self._elementwise("act", SAMPLER_PASSES * s * md.vocab_size * LOGIT_BYTES)
+        t = t + self._elementwise("norm", 4.0 * s * md.hidden_size, s)
+        t = t + self._elementwise("act", SAMPLER_PASSES * s * md.vocab_size * LOGIT_BYTES, s)
         if tp > 1:  # gathering the vocabulary shards moves half what an all-reduce of the full logits would
             t = t + forms.allreduce_time(self._allreduce, self._hw, s * md.vocab_size * LOGIT_BYTES / 2, tp)
         return np.asarray(t, dtype=np.float64)

@@ -34,7 +34,7 @@ def predict(family: str, coeffs, hw: Hardware, s: Samples) -> np.ndarray:
     if family == "allreduce":
         return forms.allreduce_time(coeffs, hw, c["message_bytes"], c["gpus"], s.meta.get("nccl_from", math.inf))
     if family == "elementwise":
-        return forms.elementwise_time(coeffs, hw, c["bytes"])
+        return forms.elementwise_time(coeffs, hw, c["bytes"], c["rows"])
     raise KeyError(family)
 
 

@@ -227,20 +227,30 @@ def allreduce_time(c, hw: Hardware, message_bytes, gpus, nccl_from=math.inf):
 
 ELEMENTWISE = Family(
     "elementwise",
-    ("floor", "memory_eff", "l2_gain"),
-    (3e-6, 0.7, 0.3),
-    (1e-8, 0.02, 1e-4),
-    (2e-4, 1.2, 0.95),
+    ("floor", "memory_eff", "l2_gain", "l2_sharpness", "wave_latency", "row_eff"),
+    (3e-6, 0.7, 0.3, 3.0, 1e-6, 0.3),
+    (1e-8, 0.02, 1e-4, 1.0, 1e-9, 1e-3),
+    (2e-4, 1.2, 0.95, 20.0, 1e-4, 10.0),
 )
+BLOCKS_PER_SM = 2.0  # a thread block of up to 1024 threads per token (row); an SM holds 2048 threads
 
 
-def elementwise_time(c, hw: Hardware, traffic_bytes):
-    """floor + bytes over bandwidth, less what L2 serves: a call's input was just written by the kernel before
-    it, so traffic up to about the L2 size is partly served from L2 (`l2_gain` of it; smoothly: the cached
-    part is B * L2 / (B + L2))."""
-    floor, memory_eff, l2_gain = c
-    cached = traffic_bytes * hw.l2_bytes / (traffic_bytes + hw.l2_bytes + 1.0)  # + 1 byte: no 0/0 without L2
-    return floor + (traffic_bytes - l2_gain * cached) / (hw.mem_bandwidth * memory_eff)
+def elementwise_time(c, hw: Hardware, traffic_bytes, rows=0.0):
+    """floor + bytes over bandwidth, less what L2 serves, plus a tail per wave of rows.
+
+    L2: a call reads what the kernel before it has just written, in the order it was written. Replacement
+    evicts the oldest lines first, so once the traffic passes the L2 size the hits fall away quickly:
+    cached = B / (1 + (B / L2)^l2_sharpness), of which `l2_gain` is saved.
+    Waves: norms, activation and rotary run a thread block per token, BLOCKS_PER_SM per SM at a time. Each
+    wave ends with its rows' dependent loads not hidden behind streaming: `wave_latency` plus a row's bytes
+    at one SM's share of the bandwidth (`row_eff` of it). rows = 0 (measurements without a token count): no
+    wave term."""
+    floor, memory_eff, l2_gain, l2_sharpness, wave_latency, row_eff = c
+    cached = traffic_bytes / (1.0 + (traffic_bytes / hw.l2_bytes) ** l2_sharpness) if hw.l2_bytes else 0.0
+    stream = (traffic_bytes - l2_gain * cached) / (hw.mem_bandwidth * memory_eff)
+    waves = np.ceil(rows / (BLOCKS_PER_SM * hw.sms))
+    row_bytes = traffic_bytes / np.maximum(rows, 1.0)
+    return floor + stream + waves * (wave_latency + row_bytes * hw.sms / (hw.mem_bandwidth * row_eff))
 
 
 FAMILIES = {f.name: f for f in (GEMM, PREFILL_ATTN, DECODE_ATTN, ALLREDUCE, ELEMENTWISE)}

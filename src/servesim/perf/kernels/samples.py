@@ -10,8 +10,9 @@ microseconds, one measurement per row:
     generation_attention.csv  batch,context,num_heads,num_kv_heads,head_dim,kv_dtype,latency_us
                               one new token per sequence attending to `context` cached tokens plus itself
     allreduce.csv             num_gpus,message_bytes,latency_us
-    elementwise.csv           op,bytes,latency_us                bytes read + written by a memory-bound kernel;
-                              op: norm | add | act | rope
+    elementwise.csv           op,bytes,latency_us[,rows]         bytes read + written by a memory-bound kernel;
+                              op: norm | add | act | rope; rows: tokens of the call (default 0: no
+                              per-wave term is fitted)
 
 The aiconfigurator layout (DIR/{gemm,attention,comm}/<engine>/<version>/*.parquet, latencies in ms, all-reduce
 message sizes in bf16 elements) is read directly too, one engine at a time.
@@ -97,9 +98,12 @@ def allreduce_samples(gpus, message_bytes, latency_s, source="") -> Samples:
     return Samples("allreduce", cols, np.asarray(latency_s, float), source)
 
 
-def elementwise_samples(traffic_bytes, latency_s, source="", op="") -> Samples:
-    """`op` (norm, add, act, rope) gets its own coefficients: frameworks implement them unequally well."""
-    return Samples("elementwise", {"bytes": np.asarray(traffic_bytes, float)}, np.asarray(latency_s, float), source, op)
+def elementwise_samples(traffic_bytes, latency_s, source="", op="", rows=None) -> Samples:
+    """`op` (norm, add, act, rope) gets its own coefficients: frameworks implement them unequally well.
+    `rows`: the tokens of each call (None: unknown, 0)."""
+    b = np.asarray(traffic_bytes, float)
+    cols = {"bytes": b, "rows": np.zeros_like(b) if rows is None else np.asarray(rows, float)}
+    return Samples("elementwise", cols, np.asarray(latency_s, float), source, op)
 
 
 # --- servesim CSV schema -------------------------------------------------------------------------------------
@@ -147,14 +151,16 @@ def _read_family_csv(family: str, path: Path) -> list[Samples]:
     if family == "allreduce":
         return [allreduce_samples(cols["num_gpus"], cols["message_bytes"], lat, src)]
     ops = np.asarray(cols["op"])
-    return [elementwise_samples(np.asarray(cols["bytes"])[ops == op], lat[ops == op], src, op) for op in np.unique(ops)]
+    return [elementwise_samples(np.asarray(cols["bytes"])[ops == op], lat[ops == op], src, op,
+                                np.asarray(cols["rows"])[ops == op]) for op in np.unique(ops)]
 
 
 def _parse_row(family: str, row: dict, path: Path, line: int) -> dict:
     out = {}
-    for key in SCHEMA[family] + (("past",) if family == "context_attention" else ()):
+    optional = {"context_attention": ("past",), "elementwise": ("rows",)}.get(family, ())
+    for key in SCHEMA[family] + optional:
         raw = (row.get(key) or "").strip()
-        if key == "past" and not raw:
+        if key in optional and not raw:
             out[key] = 0.0
         elif key == "dtype":
             if raw.lower() not in GEMM_DTYPES:
@@ -173,7 +179,7 @@ def _parse_row(family: str, row: dict, path: Path, line: int) -> dict:
                 value = float(raw)
             except ValueError:
                 raise ServesimError(f"{path}:{line}: {key} {raw!r} is not a number") from None
-            if not value > 0 and not (key == "past" and value == 0):
+            if not value > 0 and not (key in optional and value == 0):
                 raise ServesimError(f"{path}:{line}: {key} must be positive, got {raw!r}")
             out[key] = value
     return out
@@ -281,7 +287,8 @@ def read_vidur_mlp(path: str | Path) -> tuple[list[Samples], list[Samples]]:
     # two and writes one, SiLU-and-mul reads gate and up and writes one, rotary reads and writes q and k.
     traffic = {"input_layernorm": 4 * m * h, "post_attention_layernorm": 4 * m * h, "add": 6 * m * h,
                "mlp_act": 6 * m * inter, "attn_rope": 4 * m * (q + kv)}
-    elementwise = [elementwise_samples(traffic[op], med[op], f"{src} {op}", kind) for op, kind in VIDUR_ELEMENTWISE.items()]
+    elementwise = [elementwise_samples(traffic[op], med[op], f"{src} {op}", kind, m)
+                   for op, kind in VIDUR_ELEMENTWISE.items()]
     return gemms, elementwise
 
 
