@@ -107,7 +107,7 @@ def test_calibrate_rejects_bad_rows_with_file_and_line(tmp_path):
 def test_fitter_recovers_a_known_surface():
     device = get_device("a100")
     hw = hardware(device, "gemm.bf16")
-    truth = [4e-6, 2e-10, 0.7, 150.0, 0.3, 0.8, 3.0, 0.1, 1e-10]
+    truth = [4e-6, 2e-10, 0.7, 150.0, 0.3, 0.8, 3.0, 0.1, 1e-10, 0.2]
     rng = np.random.default_rng(1)
     m, n, k = (rng.choice(v, 400).astype(float) for v in ([1, 16, 128, 1024, 8192], [512, 4096, 28672], [1024, 8192]))
     s = gemm_samples(m, n, k, "bf16", forms.gemm_time(truth, hw, m, n, k))

@@ -151,17 +151,18 @@ def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, head
 DECODE_ATTN = Family(
     "generation_attention",
     ("floor", "seq_cost", "kv_head_exp", "compute_eff", "memory_eff", "par_half", "par_exp", "sharpness", "dequant",
-     "split_context", "mha_split", "kv_tile", "head_weight", "dequant_fixed", "relayout"),
-    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0, 1.0, 128.0, 0.05, 0.05, 1e-6),
-    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0, 1e-2, 16.0, 1e-5, 1e-4, 1e-9),
-    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7, 1e5, 1024.0, 10.0, 3.0, 5e-5),
+     "split_context", "mha_split", "kv_tile", "head_weight", "dequant_fixed", "relayout", "split_below"),
+    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0, 1.0, 128.0, 0.05, 0.05, 1e-6, 1.0),
+    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0, 1e-2, 16.0, 1e-5, 1e-4, 1e-9, 0.05),
+    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7, 1e5, 1024.0, 10.0, 3.0, 5e-5, 8.0),
 )
+SPLIT_CUTOFF_EXP = 4.0  # how sharply splitting stops as the (sequence, KV head) pairs pass split_below x SMs
 
 
 def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv_bytes=2.0):
     """(fixed s, s per KV token, starvation, split context, tile) of a decode attention call: see decode_kv."""
     (floor, seq_cost, kv_head_exp, compute_eff, memory_eff, par_half, par_exp, sharpness, dequant, split_context,
-     mha_split, kv_tile, head_weight, dequant_fixed, relayout) = c
+     mha_split, kv_tile, head_weight, dequant_fixed, relayout, split_below) = c
     per_token_compute = 4.0 * heads * head_dim / (hw.peak_flops * compute_eff)
     # An 8-bit cache halves the bytes but pays for dequantising them, per token and per call (scales, setup).
     kv_traffic = 2.0 * kv_heads * head_dim * kv_bytes * (1.0 + dequant * (2.0 - kv_bytes))
@@ -169,9 +170,12 @@ def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv
     # Few (sequence, kv-head) pairs cannot keep every SM streaming KV, unless contexts are long enough for
     # the kernel to split each one: the loss fades as the context passes `split_context`. Libraries split
     # grouped-query decode readily but not always multi-head (group 1) decode: `mha_split` scales the context
-    # at which a group-1 call splits.
-    starve = (par_half / (np.maximum(seqs, 1.0) * kv_heads)) ** par_exp
-    split = split_context * seqs * np.where(heads == kv_heads, mha_split, 1.0)
+    # at which a group-1 call splits. Split heuristics (FlashAttention's, FlashInfer's) stop splitting once the
+    # pairs alone occupy a share of the SMs, `split_below` x SMs; then the loss stays at every context.
+    pairs = np.maximum(seqs, 1.0) * kv_heads
+    starve = (par_half / pairs) ** par_exp
+    split = (split_context * seqs * np.where(heads == kv_heads, mha_split, 1.0)
+             * (1.0 + (pairs / (split_below * hw.sms)) ** SPLIT_CUTOFF_EXP))
     # Per sequence: a work unit per KV head, and writing each query head's output.
     # Grouped-query decode with several sequences and KV heads: libraries that fold the group into the query
     # axis move q and the output between layouts in a kernel of their own (a launch: `relayout` seconds).
