@@ -115,7 +115,8 @@ class CalibratedModel:
         vocab = md.vocab_size / tp
         t = forms.gemm_time(self._gemm_bf16, self._hw, np.maximum(s, 1.0), vocab, md.hidden_size, 2.0)
         t = t + self._elementwise("norm", 4.0 * s * md.hidden_size, s)
-        t = t + self._elementwise("act", SAMPLER_PASSES * s * md.vocab_size * LOGIT_BYTES, s)
+        # The sampler's passes over the logits are priced as streaming only (rows 0: no per-token-block wave term)
+        t = t + self._elementwise("act", SAMPLER_PASSES * s * md.vocab_size * LOGIT_BYTES, 0.0)
         if tp > 1:  # gathering the vocabulary shards moves half what an all-reduce of the full logits would
             t = t + forms.allreduce_time(self._allreduce, self._hw, s * md.vocab_size * LOGIT_BYTES / 2, tp)
         return np.asarray(t, dtype=np.float64)
