@@ -105,9 +105,11 @@ class CalibratedModel:
         for n, k in ((q + 2 * kv, h), (h, q), (2 * inter, h), (h, inter)):
             total = total + forms.gemm_time(self._gemm, self._hw_gemm, m, n, k, w, self._gemm_tiles)
         total = total + 2 * self._elementwise("norm", 4.0 * m * h, m) + 2 * self._elementwise("add", 6.0 * m * h, m)
-        total = total + self._elementwise("act", 6.0 * m * inter, m) + self._elementwise("rope", 4.0 * m * (q + kv), m)
+        total = total + self._elementwise("act", 6.0 * m * inter, m)
+        total = total + self._elementwise("rope", 4.0 * m * (q + kv), m)
         if tp > 1:
-            total = total + 2 * forms.allreduce_time(self._allreduce, self._hw, m * h * ACT_BYTES, tp, self._nccl_from)
+            total = total + 2 * forms.allreduce_time(self._allreduce, self._hw, m * h * ACT_BYTES, tp,
+                                                     self._nccl_from)
         return np.asarray(total, dtype=np.float64)
 
     def _lm_head(self, s):

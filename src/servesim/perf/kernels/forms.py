@@ -70,9 +70,9 @@ GEMM = Family(
 def gemm_time(c, hw: Hardware, m, n, k, weight_bytes=2.0, tiles_by_m=None):
     """Seconds for one GEMM. FP8 adds the per-token quantisation of its input: `act_passes` passes over the
     activations and `row_cost` per row (the per-token scale). With the library's tile rule (`tiles_by_m`, see
-    dispatch.py), the tensor cores compute whole tiles: the work is m, n, k rounded up to the tile the library picks for m, and
-    a tile smaller than 128 x 128 reuses each operand it loads fewer times (loads per FLOP grow as
-    1/tile_m + 1/tile_n): its efficiency drops by 1 + `small_tile_cost` x (128/tile_m + 128/tile_n - 2)."""
+    dispatch.py), the tensor cores compute whole tiles: the work is m, n, k rounded up to the tile the library
+    picks for m, and a tile smaller than 128 x 128 reuses each operand it loads fewer times (loads per FLOP grow
+    as 1/tile_m + 1/tile_n): its efficiency drops by 1 + `small_tile_cost` x (128/tile_m + 128/tile_n - 2)."""
     floor, k_latency, compute_eff, k_half, wave_exp, memory_eff, sharpness, act_passes, row_cost, small_tile_cost = c
     if tiles_by_m:
         tm, tn, tk = _tiles(tiles_by_m, m)
