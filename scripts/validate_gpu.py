@@ -189,23 +189,24 @@ def e2e_table(data: Path, only: set[int] | None = None) -> list[dict]:
 # --- report -----------------------------------------------------------------------------------------------------
 
 READING = """Reading the results:
-- Kernels: the forms are smooth, the libraries are not. The remaining misses sit where a library switches
-  algorithm inside a held-out range, which no fit to the other ranges can see: TensorRT-LLM's A100
-  all-reduce leaves its own kernel for a slower one between 1 and 2 MB (4x the latency for 2x the bytes);
-  SGLang's A100 decode attention changes how it splits the KV with batch and context (achieved bandwidth
-  drops by up to 30% when the batch doubles); SGLang's H100 FP8 GEMM picks tiles non-monotonically in m.
-  TensorRT-LLM's generation-attention tables are the worst fit: on A100, 204 of the 935 rows with at
-  least 4,096 cached tokens imply more KV bandwidth than the GPU has (up to 3.45 TB/s on 2.04 TB/s; all
-  grouped-query rows with at most 8 KV heads), and on both GPUs groups wider than 32 query heads per KV
-  head run 14 to 60 times slower (a fallback kernel), so they do not follow a bandwidth roofline. Vidur's norm
-  kernels reach a third of HBM bandwidth and vary with L2 residency more than the other ops. Vidur's GEMMs
-  run 13-18% slower than the aiconfigurator fit predicts (other machines, older libraries, timing with
-  eager launches).
-- End to end: TensorRT-LLM throughput rows are 10-28% low (servesim schedules them as vLLM does, with
+- Kernels: the forms are smooth, the libraries are not. Where an engine's source fixes a size rule, the form
+  uses it (perf/kernels/dispatch.py): sgl-kernel's FP8 GEMM tiles by rows, and the 8 MiB cap above which vLLM's
+  and SGLang's custom all-reduce hands the message to NCCL. The remaining misses sit where a library switches
+  inside a held-out range: TensorRT-LLM's A100 all-reduce sends more than 128 tokens to NCCL (its AUTO
+  strategy; above that the table equals NCCL's own table, median 0.6% apart), 4x the latency for 2x the
+  bytes, and NCCL's latency at the switch shows only in the range held out; SGLang's H100 FP8 GEMM is at 10.1%: rows 129
+  to 256 run slower than their tiles account for, and not monotonically in m. TensorRT-LLM's
+  generation-attention tables are the worst fit: on A100, 204 of the 935 rows with at least 4,096 cached tokens
+  imply more KV bandwidth than the GPU has (up to 3.45 TB/s on 2.04 TB/s; all grouped-query rows with at most
+  8 KV heads, and each reads 200 MB to 100 GB of KV, far more than L2 holds), and on both GPUs groups wider
+  than 32 query heads per KV head run 14 to 60 times slower (a fallback kernel), so they do not follow a
+  bandwidth roofline. Vidur's GEMMs run 13-18% slower than the aiconfigurator fit predicts (other machines,
+  older libraries, timing with eager launches).
+- End to end: TensorRT-LLM throughput rows are 10-27% low (servesim schedules them as vLLM does, with
   recompute preemption, and has no host overhead to remove); in NIM row 22 the first 50 requests, sent
   together when the closed loop starts, wait for each other's 5,000-token prefills; at 100 clients (row 24) servesim runs out of KV blocks and preempts; the ShareGPT rows use servesim's
   `sharegpt` preset, whose conversations are far longer than sglang.bench_serving's first-turn sampling,
-  so their TTFT and TPOT are high and throughput low; Splitwise's decode iterations take 20-38 ms more
+  so their TTFT and TPOT are high and throughput low; Splitwise's decode iterations take 19-37 ms more
   than the kernels account for (an unstated 2023 engine; host overhead, most likely); row 14's 79 tok/s
   looks like a per-user figure."""
 
