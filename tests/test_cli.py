@@ -1,6 +1,7 @@
 """The command line: results, determinism, and bad input as one line with a non-zero exit."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--model", "llama-3.1-8b", "--gpu", "h100", "--workload", "chat", "--requests", "300", "--qps", "8"]
 
 
-def servesim(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "servesim.cli", *args], capture_output=True, text=True, cwd=cwd)
+def servesim(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "servesim.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env)
 
 
 def test_simulate_writes_results_with_config_version_and_seed(tmp_path):
@@ -42,6 +44,16 @@ def test_same_seed_same_bytes(tmp_path):
         assert servesim("simulate", *SMALL, "-o", str(tmp_path / name), "--quiet").returncode == 0
     for f in ("summary.json", "requests.parquet", "steps.parquet", "config.yaml"):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+
+
+def test_same_bytes_whatever_the_blas_thread_count(tmp_path):
+    # ~30k steps: enough that OpenBLAS splits a dot product over threads (np.dot once gave other last digits)
+    args = ["simulate", "--model", "llama-3.1-8b", "--gpu", "h100", "--workload", "chat", "--requests", "3000",
+            "--qps", "10", "--quiet"]
+    for threads in ("1", "4"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        assert servesim(*args, "-o", str(tmp_path / threads), env=env).returncode == 0
+    assert (tmp_path / "1" / "summary.json").read_bytes() == (tmp_path / "4" / "summary.json").read_bytes()
 
 
 def test_json_prints_only_json():

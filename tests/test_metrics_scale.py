@@ -1,6 +1,8 @@
 """Metrics computed one replica at a time, and percentiles found without sorting everything, give exactly the
 numbers the plain whole-table formulas give."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -79,3 +81,15 @@ def test_span_expansion_in_passes_equals_one_pass(per_pass, monkeypatch):
     monkeypatch.setattr(logs, "SPAN_STEPS_PER_PASS", per_pass)
     for name, column in log.as_numpy(names).items():
         np.testing.assert_array_equal(column, whole[name], err_msg=name)
+
+
+def test_fixed_dot_is_exact_on_integers_and_close_to_the_exact_sum():
+    from servesim.metrics import fixed_sum
+    rng = np.random.default_rng(3)
+    ints = rng.integers(0, 1000, 200_001).astype(np.float64)
+    assert fixed_sum.fixed_dot(ints, ints) == float(sum(int(v) * int(v) for v in ints))
+    values, weights = rng.random(200_001), rng.random(200_001)
+    exact = math.fsum((values * weights).tolist())
+    assert abs(fixed_sum.fixed_dot(values, weights) - exact) <= 1e-12 * exact
+    with pytest.raises(ValueError, match="lengths differ"):
+        fixed_sum.fixed_dot(values, weights[:-1])

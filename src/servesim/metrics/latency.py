@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from servesim.metrics.fixed_sum import fixed_dot
 from servesim.metrics.steps import StepTable, num_steps, segments
 
 PERCENTILES = (50, 90, 95, 99)
@@ -51,7 +52,7 @@ def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
 
     Inside a range of consecutive steps lo..hi a request's gaps are the differences of consecutive step ends;
     between two ranges of one request (it was preempted or skipped) the gap is one value. The multiplicities
-    are float64 (exact integers), the type np.dot converts them to anyway. `steps` is a dict of step columns
+    are float64 (exact integers), as the weighted mean multiplies them with float64 values. `steps` is a dict of step columns
     or a StepTable, read one replica at a time (a request's ranges all lie in one replica's steps).
     """
     _, lo, hi = emits
@@ -216,6 +217,6 @@ def distribution(values: np.ndarray) -> dict[str, float]:
 def weighted_distribution(values: np.ndarray, counts: np.ndarray) -> dict[str, float]:
     if not counts.sum():
         return {"mean": None, **{f"p{q}": None for q in PERCENTILES}}
-    out = {"mean": float(np.dot(values, counts) / counts.sum())}
+    out = {"mean": fixed_dot(values, counts) / float(counts.sum())}
     out.update({f"p{q}": v for q, v in zip(PERCENTILES, weighted_percentiles(values, counts, PERCENTILES))})
     return out

@@ -2,8 +2,8 @@
 
 A million requests make ~26 million steps; as one table of 12 int64/float64 columns that is 2.5 GB. The metrics
 only need a few columns at once, so they walk the replicas (`segments`) and keep whole-cluster arrays only for
-the reductions that must see every step in one call (np.dot and np.sum over all steps, whose rounding depends
-on the whole array: computing them in pieces would change the last bits of the summary).
+the reductions that must see every step in one call (time-weighted means and np.sum over all steps, whose
+rounding depends on the whole array: computing them in pieces would change the last bits of the summary).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from servesim.engine.logs import FLOAT_COLUMNS, STEP_COLUMNS
+from servesim.metrics.fixed_sum import fixed_dot
 
 COLUMNS = STEP_COLUMNS + ("replica", "kv_blocks_usable")
 
@@ -115,7 +116,7 @@ class StepStats(NamedTuple):
 
 def _time_weighted(values: np.ndarray, durations: np.ndarray) -> float | None:
     total = durations.sum()
-    return float(np.dot(values, durations) / total) if total > 0 else None
+    return fixed_dot(values, durations) / float(total) if total > 0 else None
 
 
 def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
@@ -134,7 +135,7 @@ def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
         mine, busy = durations[rows], float(durations[rows].sum())
         replicas[seg.replica] = {"steps": len(mine), "busy_s": busy,
                                  "kv_usage_peak": float(usage[rows].max()) if len(mine) else 0.0,
-                                 "kv_usage_mean": float(np.dot(usage[rows], mine) / busy) if busy > 0 else 0.0}
+                                 "kv_usage_mean": fixed_dot(usage[rows], mine) / busy if busy > 0 else 0.0}
         if len(mine):
             peaks["running"] = max(peaks["running"], int(cols["running"].max()))
             peaks["waiting"] = max(peaks["waiting"], int(cols["waiting"].max()))

@@ -24,11 +24,6 @@ class SLO:
         return ok
 
 
-def time_weighted(values: np.ndarray, durations: np.ndarray) -> float | None:
-    total = durations.sum()
-    return float(np.dot(values, durations) / total) if total > 0 else None
-
-
 def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, slo: SLO,
               kv_blocks_usable: int | np.ndarray) -> dict:
     """`steps`: a dict of step columns or a StepTable. `kv_blocks_usable`: the replica's usable KV blocks, or
