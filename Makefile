@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RAY_STAMP := $(VENV)/.installed-ray
+COMPILE_STAMP := $(VENV)/.installed-compile
 
-.PHONY: demo test test-slow bench bench-cluster bench-plan bench-report clean validate-gpu fit-kernels venv-vllm golden fidelity validate-cpu check-profiler profile-host
+.PHONY: demo test test-slow compile test-compiled clean-compiled bench bench-cluster bench-plan bench-report clean validate-gpu fit-kernels venv-vllm golden fidelity validate-cpu check-profiler profile-host
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +23,24 @@ demo: $(STAMP)
 	$(BIN)/servesim simulate --model llama-3.1-8b --gpu h100 --workload chat --qps 5 --duration 600 \
 		--slo-ttft 500ms --slo-tpot 50ms -o runs/demo --report
 
+# SERVESIM_PURE=1: the Python sources are tested even where `make compile` has built the compiled core.
 test: $(STAMP) $(if $(WITH_RAY),$(RAY_STAMP))
-	$(BIN)/python -m pytest -m "not slow"
+	SERVESIM_PURE=1 $(BIN)/python -m pytest -m "not slow"
+
+# The optional compiled core: the hot engine modules built by mypyc from the same sources (needs a C compiler).
+$(COMPILE_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,compile]'
+	touch $@
+
+compile: $(COMPILE_STAMP)
+	$(BIN)/python scripts/compile_core.py
+
+# The fast suite against the compiled core; SERVESIM_REQUIRE_COMPILED makes it fail unless the core is compiled.
+test-compiled: compile $(if $(WITH_RAY),$(RAY_STAMP))
+	SERVESIM_REQUIRE_COMPILED=1 $(BIN)/python -m pytest -m "not slow"
+
+clean-compiled: $(STAMP)
+	$(BIN)/python scripts/compile_core.py --clean
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
@@ -100,4 +117,5 @@ validate-cpu: $(STAMP) $(VLLM_DEPS)
 	SERVESIM_VLLM_PYTHON=$(VLLM_PY) $(BIN)/python scripts/validate_cpu.py
 
 clean:
+	find src -name '*.so' -delete; rm -f src/servesim/compiled-manifest.json
 	rm -rf $(VENV) runs .pytest_cache .servesim-cache build

@@ -1,4 +1,5 @@
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,17 @@ from servesim.engine.policies import make_policy
 from servesim.engine.requests import RequestTable
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def pytest_configure(config):
+    """`make test-compiled` sets SERVESIM_REQUIRE_COMPILED: the suite must then run the compiled core, not skip it."""
+    if os.environ.get("SERVESIM_REQUIRE_COMPILED") == "1":
+        from servesim.compiled import MODULES, is_compiled
+
+        python = [m for m in MODULES if not is_compiled(m)]
+        if python:
+            raise pytest.UsageError(f"SERVESIM_REQUIRE_COMPILED=1 but {', '.join(python)} run from source: "
+                                    "`make compile` first")
 
 
 class UnitCost:

@@ -55,17 +55,25 @@ def engines(w, count, use_spans, policy="vllm-v1", max_tokens=None, first=0, rol
             for i in range(count)]
 
 
+class CountingPolicy:
+    """A policy that counts its schedule() calls (a wrapper: a compiled policy's methods cannot be replaced)."""
+
+    def __init__(self, inner, calls: list[int]):
+        self.inner, self.calls = inner, calls
+
+    def schedule(self, eng, now):
+        self.calls[0] += 1
+        return self.inner.schedule(eng, now)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 def count_schedules(replicas):
-    """Wrap each policy's schedule() with a counter: with spans, steps outnumber schedule calls."""
+    """Count the replicas' schedule() calls: with spans, steps outnumber schedule calls."""
     calls = [0]
     for r in replicas:
-        inner = r.engine.policy.schedule
-
-        def counted(eng, now, inner=inner):
-            calls[0] += 1
-            return inner(eng, now)
-
-        r.engine.policy.schedule = counted
+        r.engine.policy = CountingPolicy(r.engine.policy, calls)
     return calls
 
 

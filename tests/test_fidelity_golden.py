@@ -87,12 +87,15 @@ def test_token_ids_share_exactly_the_declared_prefixes(path):
 
 def test_golden_set_evicts_cached_prefixes(monkeypatch):
     """Prefix-cache evictions happen in the golden runs (and the schedules still match, above)."""
-    from servesim.engine.kv_cache import KVCacheManager
+    from servesim.validate import schedule
 
-    evicted = []
-    original = KVCacheManager._evict
-    monkeypatch.setattr(KVCacheManager, "_evict", lambda self, block: (evicted.append(block), original(self, block)))
+    engines = []
+
+    def make_engine(*args, make=schedule.make_engine):
+        engines.append(make(*args))
+        return engines[-1]
+
+    monkeypatch.setattr(schedule, "make_engine", make_engine)
     for name in ("prefix_groups", "prefix_preempt_resume", "block_size_128"):
-        before = len(evicted)
         replay(load_scenario(GOLDEN / f"{name}.yaml"))
-        assert len(evicted) > before, name
+        assert engines[-1].kv.num_evicted > 0, name

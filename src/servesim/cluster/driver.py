@@ -86,7 +86,7 @@ class ClusterRun:
         self._lone = False
         self._next_arrival: Callable[[], float] = lambda: math.inf
         self._done = 0
-        self._progress = None
+        self._progress: Callable[[int], None] | None = None
         self._report_every = 1
 
     def run(self, workload: Workload, progress: Callable[[int], None] | None = None) -> float:
@@ -97,8 +97,8 @@ class ClusterRun:
         self._progress = progress
         self._report_every = max(1, len(workload) // 200)
         disagg = bool(self.decode)
-        decode_cfg = self.decode[0].engine.cfg if disagg else None
-        dreq = self.decode[0].engine.req if disagg else None
+        decode_engine = (self.decode or self.entry)[0].engine  # read only when disaggregated
+        decode_cfg, dreq = decode_engine.cfg, decode_engine.req
         handoffs, arrivals, answered, events = self._handoffs, self._arrivals, self._answered, self._events
         version, replicas = self._version, self.replicas
         next_arrival = source.next_time
@@ -217,6 +217,7 @@ class ClusterRun:
 
     def _hand_over(self, rid: int, p: int, at: float) -> None:
         """A prefill ended: pick a decode replica and put the KV on the link."""
+        assert self.prefill_done is not None and self.transfer is not None, "only a disaggregated run hands over"
         self.prefill_done[rid] = at
         d = self.decode_router.choose(rid, self.decode, at)
         self.decoded_on[rid] = d

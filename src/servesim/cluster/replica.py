@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from servesim.engine.engine import ReplicaEngine
 
 
 @dataclass
@@ -11,7 +15,7 @@ class Replica:
     role: str  # colocated, prefill or decode
     gpu: str
     tp: int
-    engine: object  # ReplicaEngine
+    engine: ReplicaEngine
     next_at: float = 0.0  # when its next step may start: the end of the step (or planned span) in flight
     finishing: int = 0  # requests the step in flight finishes at next_at (the engine already applied it)
     incoming: int = 0  # requests routed here whose KV is still on the link

@@ -35,8 +35,8 @@ def rejects(cfg: EngineConfig, prompt: int, max_tokens: int) -> bool:
 class SpanPlan(NamedTuple):
     start: float
     kv_tokens: int  # KV read by the span's first step
-    ends: list  # end time of each step
-    slack: list  # per running request, sorted: decode steps before it needs a new KV block
+    ends: list[float]  # end time of each step
+    slack: list[int]  # per running request, sorted: decode steps before it needs a new KV block
     kv_used: int  # blocks in use before the span
 
 
@@ -171,6 +171,7 @@ class ReplicaEngine:
         """Apply the pending span up to the step in flight at `until` (all of it by default); return that
         step's end. A step ending exactly at `until` is done: the next step would start then."""
         plan = self.pending
+        assert plan is not None, "settle() needs a pending span"
         self.pending = None
         self.finished_now = []
         ends = plan.ends
@@ -186,6 +187,7 @@ class ReplicaEngine:
     def kv_used_at(self, now: float) -> int:
         """KV blocks in use at `now` while a span is pending: each started step has taken its blocks."""
         plan = self.pending
+        assert plan is not None, "kv_used_at() needs a pending span"
         started = 1 + bisect_left(plan.ends, now, 0, len(plan.ends) - 1)
         rounds, within = divmod(started - 1, self.cfg.block_size)
         return plan.kv_used + len(plan.slack) * rounds + bisect_right(plan.slack, within)
@@ -286,7 +288,7 @@ class ReplicaEngine:
         ends = decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon)
         return SpanPlan(now, kv_tokens, ends, slack, kv.num_used)
 
-    def _apply_span(self, k: int, now: float, kv_tokens: int, ends, slack_sorted: list[int]) -> None:
+    def _apply_span(self, k: int, now: float, kv_tokens: int, ends: list[float], slack_sorted: list[int]) -> None:
         req, cfg, kv = self.req, self.cfg, self.kv
         running = self.running
         nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens

@@ -47,6 +47,7 @@ class KVCacheManager:
         self.registered: dict[int, list[int]] = {}
         self.n_hashed: dict[int, int] = {}
         self.num_frees = 0  # bumped whenever blocks return; lets a policy know a blocked admission may now fit
+        self.num_evicted = 0  # cached blocks whose hash was evicted to reuse the block
 
     # --- queries ---
 
@@ -150,6 +151,7 @@ class KVCacheManager:
                 n -= 1
 
     def _evict(self, block: int) -> None:
+        self.num_evicted += 1
         key = self.block_hash.pop(block)
         del self.ref[block]
         holders = self.cached[key]

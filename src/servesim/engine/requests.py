@@ -48,9 +48,9 @@ class RequestTable:
         self.first_token = array("d", [NOT_YET]) * n
         self.finished = array("d", [NOT_YET]) * n
         self.finish_reason = bytearray(n)  # 0 none, 1 length (max_tokens), 2 max_model_len, 3 rejected
-        self._emit_cursors = None
+        self._emit_cursors: tuple[array, array] | None = None
 
-    def emit_cursors(self):
+    def emit_cursors(self) -> tuple[array, array]:
         """Each request's open run of emitted tokens, one pair of arrays for every replica serving this table:
         a request emits on one replica of it only."""
         if self._emit_cursors is None:

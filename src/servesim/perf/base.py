@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from typing import Iterable, NamedTuple, Protocol
 
 import numpy as np
 
@@ -37,7 +37,7 @@ class StepCostModel(Protocol):
     # each KV sum, bit for bit step_time's; lets logs rebuild many spans' step times in one call.
 
 
-def decode_span_until(cost, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float) -> list:
+def decode_span_until(cost, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float) -> list[float]:
     """End times of the decode steps from `now`, up to `max_steps`, stopping after the first step that ends at
     or after `horizon`. Ends are sequential sums of the step times, the same additions a step-by-step clock
     makes. A cost model may provide a faster `decode_span_until` with the same result."""
@@ -51,7 +51,7 @@ def decode_span_until(cost, num_seqs: int, kv_tokens: int, max_steps: int, now: 
     return ends[:k].tolist()
 
 
-def step_shape(work) -> StepShape:
+def step_shape(work: Iterable[tuple[int, int]]) -> StepShape:
     """The StepShape of a step from each scheduled request's (new tokens n, tokens already computed c)."""
     tokens = seqs = prefill_seqs = prefill_tokens = prefill_kv = decode_seqs = decode_kv = 0
     pairs = 0

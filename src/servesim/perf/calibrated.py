@@ -36,6 +36,9 @@ ACT_BYTES = 2.0  # activations stay bf16 under fp8 weights
 LOGIT_BYTES = 4.0  # the sampler works on fp32 logits
 SAMPLER_PASSES = 4.0  # logits written, then read by softmax/top-k/top-p and the token draw
 
+# A decode step of b sequences: (host s, per-stage bases, per-stage weights, (starve, split, tile), microbatches, send s)
+DecodeCoeffs = tuple[float, list[float], list[float], tuple[float, float, float], float, float]
+
 
 class CalibratedModel:
     """StepCostModel for one replica of `tp` x `pp` GPUs running `engine`'s kernels."""
@@ -88,9 +91,9 @@ class CalibratedModel:
                         "head": self._lm_head(np.arange(size, dtype=np.float64))}
         for table in self._tables.values():
             table[0] = 0.0
-        self._decode_cache: dict[int, tuple] = {}
-        self._decode_attn_cache: dict[int, tuple] = {}
-        self._beyond: dict[tuple[int, int], float] = {}  # table entries priced past the tables' end
+        self._decode_cache: dict[int, DecodeCoeffs] = {}
+        self._decode_attn_cache: dict[int, tuple[float, ...]] = {}
+        self._beyond: dict[tuple[str, int], float] = {}  # table entries priced past the tables' end
 
     # --- operators, vectorised over token counts ---
 
@@ -126,7 +129,9 @@ class CalibratedModel:
     def _send(self, tokens: float) -> float:
         if self.pp == 1:
             return 0.0
-        floor, two_shot_eff = self._allreduce[0], self._allreduce[3]  # a point-to-point copy at the link's efficiency
+        allreduce = self._allreduce
+        assert allreduce is not None, "pp > 1 prices sends with the all-reduce model"
+        floor, two_shot_eff = allreduce[0], allreduce[3]  # a point-to-point copy at the link's efficiency
         one = floor + tokens * self.model.hidden_size * ACT_BYTES / (self._hw_pp.link_bandwidth * two_shot_eff)
         return (self.pp - 1) * one
 
@@ -134,7 +139,7 @@ class CalibratedModel:
         return forms.prefill_attention_time(self._prefill, self._hw, seqs, tokens, pairs, kv_tokens, self.heads,
                                             self.kv_heads, self.model.head_dim, self.kv_bytes)
 
-    def _decode_attention(self, seqs: int) -> tuple[float, float, float, float, float]:
+    def _decode_attention(self, seqs: int) -> tuple[float, ...]:
         """(fixed s, s per effective KV token, starvation, split, tile) for `seqs` decodes; see forms.decode_kv.
         Cached per `seqs`: mixed steps ask for it every step, and the form costs numpy scalar work."""
         cached = self._decode_attn_cache.get(seqs)
@@ -158,7 +163,7 @@ class CalibratedModel:
 
     # --- decode steps: per stage, base + weight * effective KV tokens ---
 
-    def _decode_coeffs(self, b: int) -> tuple:
+    def _decode_coeffs(self, b: int) -> DecodeCoeffs:
         cached = self._decode_cache.get(b)
         if cached is not None:
             return cached
@@ -234,10 +239,11 @@ class CalibratedModel:
     def decode_times(self, num_seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
         return np.asarray(self._decode_time(num_seqs, np.asarray(kv_tokens, dtype=np.float64)), dtype=np.float64)
 
-    def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float, horizon: float):
+    def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float,
+                          horizon: float) -> list[float]:
         """The same steps one by one in plain floats (cheaper than numpy for the usual short spans), stopping
         after the first that ends at or after `horizon`."""
-        ends = []
+        ends: list[float] = []
         kv = float(kv_tokens)
         if self.pp == 1 and self._host_overlapped:  # _decode_time inlined, operation for operation
             host, bases, weights, (starve, split, tile), micro, _ = self._decode_coeffs(num_seqs)

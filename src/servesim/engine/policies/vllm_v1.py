@@ -8,11 +8,16 @@ itself; a step that preempted admits nobody. Chunked prefill is the budget cutti
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from servesim.engine.engine import ReplicaEngine
+
 
 class VllmV1Policy:
-    name = "vllm-v1"
+    name: ClassVar[str] = "vllm-v1"  # ClassVar: a class attribute when compiled too
 
-    def schedule(self, eng, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
         cfg, req, kv = eng.cfg, eng.req, eng.kv
         running, waiting = eng.running, eng.waiting
         nc, pl, no = req.num_computed, req.prompt_len, req.num_output
@@ -74,7 +79,7 @@ class VllmV1Policy:
             budget -= n
         return scheduled
 
-    def decode_span_ok(self, eng) -> bool:
+    def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         """True when the next step gives every running request exactly one decode token and admits no one."""
         cfg, req = eng.cfg, eng.req
         running = eng.running

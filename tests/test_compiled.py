@@ -1,0 +1,58 @@
+"""The optional compiled core (`make compile`): it must give the same result files as the Python sources, and it
+must never run once its sources have changed."""
+
+import os
+import subprocess
+import sys
+from importlib.machinery import SourceFileLoader
+
+import pytest
+
+from servesim.compiled import MODULES, _SourcesFirst, compiled_core, source_hash, source_path, stale_modules
+
+# Small runs through the compiled modules: one replica, a cluster with spans cut by arrivals, a 1P1D pair, and a
+# KV cache small enough to preempt.
+CONFIGS = {
+    "single": ["--workload", "chat", "--qps", "5", "--requests", "400"],
+    "cluster": ["--workload", "chat", "--qps", "40", "--requests", "600", "--replicas", "3",
+                "--router", "least-outstanding"],
+    "1p1d": ["--workload", "chat", "--qps", "8", "--requests", "300", "--prefill-pool", "h100:1x1",
+             "--decode-pool", "h100:1x1"],
+    "preemptions": ["--workload", "chat", "--qps", "30", "--requests", "400", "--num-gpu-blocks", "600",
+                    "--max-model-len", "8192"],  # 66 preemptions
+}
+
+
+def test_a_changed_source_is_stale():
+    fresh = {m: source_hash(m) for m in MODULES}
+    assert stale_modules(fresh) == []
+    changed = dict(fresh, **{MODULES[1]: "0" * 64})
+    assert stale_modules(changed) == [MODULES[1]]
+    assert stale_modules({}) == list(MODULES)
+
+
+def test_sources_first_finder_loads_the_py_file():
+    finder = _SourcesFirst([MODULES[0]])
+    spec = finder.find_spec(MODULES[0])
+    assert isinstance(spec.loader, SourceFileLoader) and spec.origin == str(source_path(MODULES[0]))
+    assert finder.find_spec("servesim.cli") is None
+
+
+def _simulate(args, out, pure):
+    env = dict(os.environ, SERVESIM_PURE="1" if pure else "0")
+    cmd = [sys.executable, "-c", "from servesim.cli import main; main()", "simulate", "--model", "llama-3.1-8b",
+           "--gpu", "h100", "--seed", "1", "--quiet", "-o", str(out), *args]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == "", done.stderr  # no stale-build warning: the compiled core did run
+
+
+@pytest.mark.skipif(not compiled_core(), reason="the compiled core is not active here (`make test-compiled` runs this)")
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_compiled_core_writes_the_same_bytes(name, tmp_path):
+    _simulate(CONFIGS[name], tmp_path / "compiled", pure=False)
+    _simulate(CONFIGS[name], tmp_path / "pure", pure=True)
+    files = sorted(p.name for p in (tmp_path / "pure").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "compiled").iterdir()) and "steps.parquet" in files
+    for f in files:
+        assert (tmp_path / "pure" / f).read_bytes() == (tmp_path / "compiled" / f).read_bytes(), f
