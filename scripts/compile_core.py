@@ -25,8 +25,8 @@ GROUP = "servesim_core"  # the shared library mypyc puts next to the package: SR
 
 
 def built_files() -> list[Path]:
-    found = [p for m in MODULES for p in source_path(m).parent.glob(source_path(m).stem + ".*.so")]
-    return found + sorted(SRC.glob(GROUP + "__mypyc*.so"))
+    """Every extension in the package (servesim has no others), also of modules no longer in MODULES."""
+    return sorted((SRC / "servesim").rglob("*.so")) + sorted(SRC.glob(GROUP + "__mypyc*.so"))
 
 
 def clean() -> None:
@@ -40,10 +40,12 @@ def build() -> None:
 
     clean()  # a failed build must not leave extensions of older sources behind
     started = time.perf_counter()
+    os.environ["MYPY_CACHE_DIR"] = str(BUILD / "mypy-cache")  # everything but the extensions stays in build/
     os.chdir(SRC)  # mypyc names modules by their path from here
     paths = [str(source_path(m).relative_to(SRC)) for m in MODULES]
     setup(name="servesim-core", ext_modules=mypycify(paths, group_name=GROUP, target_dir=str(BUILD / "c")),
-          script_args=["--quiet", "build_ext", "--inplace", "--build-temp", str(BUILD / "temp")])
+          script_args=["--quiet", "build_ext", "--inplace", "--build-temp", str(BUILD / "temp"),
+                       "--build-lib", str(BUILD / "lib")])
     missing = [m for m in MODULES if not list(source_path(m).parent.glob(source_path(m).stem + ".*.so"))]
     if missing:
         sys.exit(f"compile_core: mypyc built no extension for {', '.join(missing)}")

@@ -8,6 +8,7 @@ from importlib.machinery import SourceFileLoader
 
 import pytest
 
+from servesim import __version__
 from servesim.compiled import MODULES, _SourcesFirst, compiled_core, source_hash, source_path, stale_modules
 
 # Small runs through the compiled modules: one replica, a cluster with spans cut by arrivals, a 1P1D pair, and a
@@ -36,6 +37,16 @@ def test_sources_first_finder_loads_the_py_file():
     spec = finder.find_spec(MODULES[0])
     assert isinstance(spec.loader, SourceFileLoader) and spec.origin == str(source_path(MODULES[0]))
     assert finder.find_spec("servesim.cli") is None
+
+
+def test_version_says_whether_the_compiled_core_runs():
+    from typer.testing import CliRunner
+
+    from servesim.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"servesim {__version__}" + (" (compiled core)" if compiled_core() else "")
 
 
 def _simulate(args, out, pure):

@@ -41,7 +41,9 @@ def friendly(fn):
 
 def _version(value: bool):
     if value:
-        out.print(f"servesim {__version__}")
+        from servesim.compiled import compiled_core
+
+        out.print(f"servesim {__version__}{' (compiled core)' if compiled_core() else ''}")
         raise typer.Exit()
 
 

@@ -7,29 +7,32 @@ already given tokens this step can be taken out again.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from servesim.engine.requests import RUNNING
 
+if TYPE_CHECKING:
+    from servesim.engine.engine import ReplicaEngine
 
-def last_running(eng) -> int:
+
+def last_running(eng: ReplicaEngine) -> int:
     """vLLM's victim: the request admitted last."""
     return eng.running[-1]
 
 
-def need(eng, rid: int) -> int:
+def need(eng: ReplicaEngine, rid: int) -> int:
     """Tokens a running request wants: 1 when it decodes, more while (re)computing its prompt."""
     req = eng.req
     return req.prompt_len[rid] + req.num_output[rid] - req.num_computed[rid]
 
 
-def chunk(eng, rid: int, budget: int) -> int:
+def chunk(eng: ReplicaEngine, rid: int, budget: int) -> int:
     """At most `budget` of a running request's wanted tokens, never past max_model_len (as vLLM caps it)."""
     computed = eng.req.num_computed[rid]
     return min(need(eng, rid), budget, eng.cfg.max_model_len - computed - 1)
 
 
-def give(eng, rid: int, n: int, scheduled: dict[int, int], victim: Callable = last_running) -> bool:
+def give(eng: ReplicaEngine, rid: int, n: int, scheduled: dict[int, int], victim: Callable = last_running) -> bool:
     """Slots for `n` more tokens of running request `rid`, preempting victims until they fit (recompute).
     A victim already scheduled this step loses its tokens. False if `rid` itself had to be preempted."""
     req, kv = eng.req, eng.kv
@@ -45,7 +48,7 @@ def give(eng, rid: int, n: int, scheduled: dict[int, int], victim: Callable = la
     return True
 
 
-def give_in_order(eng, order: list[int], budget: int, scheduled: dict[int, int],
+def give_in_order(eng: ReplicaEngine, order: list[int], budget: int, scheduled: dict[int, int],
                   victim: Callable = last_running) -> int:
     """Give running requests their tokens in `order` while the budget lasts; return the budget left.
     Stops when a request had to preempt itself (nothing else could be freed for it), as vLLM does."""
@@ -70,7 +73,7 @@ def give_in_order(eng, order: list[int], budget: int, scheduled: dict[int, int],
     return budget
 
 
-def admit(eng, rid: int, budget: int, now: float, chunked: bool = True, reserve_full: bool = True,
+def admit(eng: ReplicaEngine, rid: int, budget: int, now: float, chunked: bool = True, reserve_full: bool = True,
           watermark: bool | None = None) -> int:
     """Admit the waiting head `rid` with up to `budget` new tokens (it moves to running).
 
@@ -99,7 +102,7 @@ def admit(eng, rid: int, budget: int, now: float, chunked: bool = True, reserve_
     return n
 
 
-def all_decoding(eng) -> bool:
+def all_decoding(eng: ReplicaEngine) -> bool:
     """Every running request wants exactly one token (none is computing a prompt)."""
     req = eng.req
     nc, pl, no = req.num_computed, req.prompt_len, req.num_output
@@ -109,7 +112,7 @@ def all_decoding(eng) -> bool:
     return True
 
 
-def fcfs_admission_closed(eng, budget_left: int) -> bool:
+def fcfs_admission_closed(eng: ReplicaEngine, budget_left: int) -> bool:
     """A first-come-first-served policy admits nobody next step: no one waits, no seat or budget is left,
     or the head already failed to get blocks and nothing was freed since (free blocks only shrink in a span)."""
     return (not eng.waiting or len(eng.running) >= eng.cfg.max_num_seqs or budget_left <= 0
