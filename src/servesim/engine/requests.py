@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from array import array
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ def _shared_ints(values) -> list[int]:
     """A list whose equal values share one int object: 8 bytes a request instead of ~36, since lengths repeat
     across a million requests. A list, not an array("q"): the hot loops read these, and an array boxes a new int
     on every read (~8% of a run)."""
-    canonical: dict[int, int] = {}
+    canonical: dict[Any, Any] = {}  # Any, not int: compiled by mypyc, an int would be unboxed and boxed anew
     return [canonical.setdefault(v, v) for v in np.asarray(values, dtype=np.int64).tolist()]
 
 
