@@ -78,8 +78,9 @@ class StepLog:
         span_steps_before = self._expand_spans(out, is_row, start, stop) if len(self._span_start) else 0
         first_row = start - span_steps_before  # single-step rows before the window
         rows = slice(first_row, first_row + int(np.count_nonzero(is_row)))
-        columns: dict[str, Any] = {name: np.frombuffer(column, dtype=np.float64 if name in FLOAT_COLUMNS else np.int32)[rows]
-                   for name, column in zip(STEP_COLUMNS, self._rows)}
+        columns: dict[str, Any] = {
+            name: np.frombuffer(column, dtype=np.float64 if name in FLOAT_COLUMNS else np.int32)[rows]
+            for name, column in zip(STEP_COLUMNS, self._rows)}
         for name in out:
             out[name][is_row] = columns["start"] + columns["duration"] if name == "end" else columns[name]
         return out

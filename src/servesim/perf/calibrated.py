@@ -36,7 +36,8 @@ ACT_BYTES = 2.0  # activations stay bf16 under fp8 weights
 LOGIT_BYTES = 4.0  # the sampler works on fp32 logits
 SAMPLER_PASSES = 4.0  # logits written, then read by softmax/top-k/top-p and the token draw
 
-# A decode step of b sequences: (host s, per-stage bases, per-stage weights, (starve, split, tile), microbatches, send s)
+# A decode step of b sequences: (host s, per-stage bases, per-stage weights, (starve, split, tile), microbatches,
+# send s)
 DecodeCoeffs = tuple[float, list[float], list[float], tuple[float, float, float], float, float]
 
 
