@@ -8,6 +8,7 @@ round-robin, least-outstanding, least-kv, power-of-two, prefix-affinity.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -17,8 +18,8 @@ PREFIX_AFFINITY_LOAD_CAP = 4  # default: how many more outstanding requests than
 
 
 class RoundRobinRouter:
-    name = "round-robin"
-    stateless = True  # never looks at the replicas
+    name: ClassVar[str] = "round-robin"
+    stateless: ClassVar[bool] = True  # never looks at the replicas
 
     def __init__(self, n: int, **_):
         self.n = n
@@ -33,7 +34,7 @@ class RoundRobinRouter:
 class LeastOutstandingRouter:
     """Fewest requests queued or running (lowest index on ties): vLLM production-stack's and llm-d's load signal."""
 
-    name = "least-outstanding"
+    name: ClassVar[str] = "least-outstanding"
 
     def __init__(self, n: int, **_):
         pass
@@ -46,7 +47,7 @@ class LeastOutstandingRouter:
 class LeastKVRouter:
     """Lowest KV-cache usage, then fewest outstanding requests (llm-d's kv-cache-utilization scorer)."""
 
-    name = "least-kv"
+    name: ClassVar[str] = "least-kv"
 
     def __init__(self, n: int, **_):
         pass
@@ -58,7 +59,7 @@ class LeastKVRouter:
 class PowerOfTwoRouter:
     """Two replicas drawn at random, the less loaded one wins (Mitzenmacher's power of two choices)."""
 
-    name = "power-of-two"
+    name: ClassVar[str] = "power-of-two"
 
     def __init__(self, n: int, seed: int = 0, **_):
         self.n = n
@@ -82,13 +83,13 @@ class PrefixAffinityRouter:
     (fewer outstanding, then lower index, on ties); with no prefix anywhere, the least loaded wins.
     """
 
-    name = "prefix-affinity"
+    name: ClassVar[str] = "prefix-affinity"
 
     def __init__(self, n: int, prefix_ids=None, prefix_block_tokens: int = 512, capacity_tokens=None,
                  load_cap: int = PREFIX_AFFINITY_LOAD_CAP, **_):
         self.prefix_ids = prefix_ids
         self.load_cap = load_cap
-        self._seen = [OrderedDict() for _ in range(n)]
+        self._seen: list[OrderedDict[Any, None]] = [OrderedDict() for _ in range(n)]
         caps = capacity_tokens or [1 << 40] * n
         self._cap = [max(1, int(c) // prefix_block_tokens) for c in caps]
 

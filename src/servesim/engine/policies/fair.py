@@ -14,6 +14,8 @@ Running requests get their tokens as in vLLM v1.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from servesim.engine.kv_cache import cdiv
 from servesim.engine.policies.common import admit, all_decoding, give_in_order, need
 from servesim.engine.policies.queues import ClientQueues
@@ -22,7 +24,7 @@ from servesim.errors import ServesimError
 
 
 class FairPolicy:
-    name = "fair"
+    name: ClassVar[str] = "fair"
 
     def __init__(self, input_weight: float = 1.0, output_weight: float = 2.0):
         if not (input_weight > 0 and output_weight > 0):

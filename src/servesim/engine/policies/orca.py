@@ -10,11 +10,13 @@ defaults to max(max_model_len, 2048), as in vLLM v0 without chunked prefill.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
 
 
 class OrcaPolicy:
-    name = "orca"
+    name: ClassVar[str] = "orca"
 
     @staticmethod
     def engine_defaults(max_model_len: int) -> dict:

@@ -10,13 +10,15 @@ less important class, that request is preempted (recompute) to make room, in the
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
 from servesim.engine.policies.queues import KeyedQueue
 from servesim.engine.requests import RequestTable
 
 
 class PriorityPolicy:
-    name = "priority"
+    name: ClassVar[str] = "priority"
 
     @staticmethod
     def engine_defaults(max_model_len: int) -> dict:

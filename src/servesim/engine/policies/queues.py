@@ -21,7 +21,8 @@ class KeyedQueue:
         heapq.heappush(self._heap, (self._key(rid), self._seq, rid))
         self._seq += 1
 
-    appendleft = append
+    def appendleft(self, rid: int) -> None:
+        self.append(rid)  # a def, not an alias: a compiled class drops aliased methods
 
     def popleft(self) -> int:
         return heapq.heappop(self._heap)[2]

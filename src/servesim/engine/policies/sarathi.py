@@ -9,18 +9,20 @@ vLLM's (Sarathi-Serve is built on vLLM).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from servesim.engine.policies.common import admit, all_decoding, fcfs_admission_closed, give_in_order, need
 
 SARATHI_CHUNK = 512
 
 
 class SarathiPolicy:
-    name = "sarathi"
+    name: ClassVar[str] = "sarathi"
 
     @staticmethod
     def engine_defaults(max_model_len: int) -> dict:
         return {"max_num_batched_tokens": SARATHI_CHUNK}  # the chunk size
-    reserve_full = True  # vLLM's admission: the whole sequence must fit before the first chunk
+    reserve_full: ClassVar[bool] = True  # vLLM's admission: the whole sequence must fit before the first chunk
 
     def schedule(self, eng, now: float) -> list[tuple[int, int]]:
         budget = eng.cfg.max_num_batched_tokens

@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from servesim.errors import ServesimError
 from servesim.engine.policies.common import admit, all_decoding, give_in_order, need
 
@@ -24,7 +26,7 @@ DECODE_ALL = 1 << 62
 
 
 class SGLangPolicy:
-    name = "sglang"
+    name: ClassVar[str] = "sglang"
 
     def __init__(self, new_token_ratio: float = 0.7):
         if not 0.0 <= new_token_ratio <= 1.0:

@@ -9,15 +9,17 @@ sequence at admission, so more prompts start and running out of blocks later for
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from servesim.engine.policies.sarathi import SarathiPolicy
 
 FORWARD_SIZE = 768
 
 
 class SplitFusePolicy(SarathiPolicy):
-    name = "splitfuse"
+    name: ClassVar[str] = "splitfuse"
 
     @staticmethod
     def engine_defaults(max_model_len: int) -> dict:
         return {"max_num_batched_tokens": FORWARD_SIZE, "max_num_seqs": 512}  # DeepSpeed-MII's defaults
-    reserve_full = False  # blocks for the scheduled chunk only
+    reserve_full: ClassVar[bool] = False  # blocks for the scheduled chunk only

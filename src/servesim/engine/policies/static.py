@@ -9,12 +9,14 @@ keeps computing padded rows), while its seat still stays empty until the whole b
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from servesim.engine.kv_cache import cdiv
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
 
 
 class StaticPolicy:
-    name = "static"
+    name: ClassVar[str] = "static"
 
     @staticmethod
     def engine_defaults(max_model_len: int) -> dict:

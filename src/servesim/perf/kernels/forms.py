@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,8 @@ def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, head
     fp8 = 2.0 - kv_bytes
     # A sequence's last query tile is on average half full, and a sequence has at least one tile.
     # (max on one step's plain floats: a numpy scalar here would make every later operation numpy's, ~10x slower)
-    at_least_one = max(seqs, 1.0) if isinstance(seqs, float) else np.maximum(seqs, 1.0)
+    # (Any: compiled by mypyc, a local inferred as float would refuse the arrays of a fit)
+    at_least_one: Any = max(seqs, 1.0) if isinstance(seqs, float) else np.maximum(seqs, 1.0)
     q_tiles = seqs * smooth_max(tokens / (TILE * at_least_one) + 0.5, 1.0, 4.0)
     # Grouped-query heads share each K/V tile: larger groups use the tensor cores better.
     eff = compute_eff * (head_dim / 128.0) ** head_dim_exp * (heads / kv_heads / 4.0) ** group_exp
