@@ -10,7 +10,8 @@ What it measures, and how (also written to meta.json next to the CSVs):
 - gemm.csv: `F.linear` (bf16) and `torch._scaled_mm` with per-tensor scales (fp8 e4m3, where the GPU has FP8) for
   the projection shapes of Llama-3.1-8B (TP 1, 2) and Llama-3.1-70B (TP 4, 8), over token counts 1-16384;
 - context_attention.csv: `F.scaled_dot_product_attention`, causal, GQA, bf16 (torch picks flash attention on
-  Hopper/Ampere), `batch` sequences of `isl` new tokens and no cached past;
+  Hopper/Ampere), `batch` sequences of `isl` new tokens over `past` cached ones (0: a whole prompt; otherwise a
+  chunked prefill, its queries aligned to the end of the keys by torch's lower-right CausalBias);
 - generation_attention.csv: the same SDPA with one query token per sequence over `context` contiguous cached
   tokens. This is not vLLM's paged kernel: it reads the same bytes, but fits of it describe torch's kernel;
 - elementwise.csv: RMSNorm (`F.rms_norm`), residual add and SiLU-and-mul over hidden/intermediate sizes, with the
@@ -38,6 +39,8 @@ from pathlib import Path
 try:
     import torch
     import torch.nn.functional as F
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention.bias import causal_lower_right
 except ImportError:
     sys.exit("profile_kernels.py needs torch (pip install torch); it is not a servesim dependency")
 
@@ -50,6 +53,7 @@ GEMM_M = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384]
 HEADS = [(32, 8), (16, 4), (8, 1)]  # query and KV heads per GPU: 8B TP1, 8B TP2, 70B TP8
 HEAD_DIM = 128
 PREFILL = [(1, n) for n in (128, 256, 512, 1024, 2048, 4096, 8192, 16384)] + [(b, n) for b in (4, 16) for n in (128, 512, 2048)]
+PREFILL_PAST = [(1, n, p) for n in (128, 512, 2048) for p in (2048, 8192)] + [(4, 512, 4096), (1, 1024, 16384)]
 DECODE_BATCH = [1, 4, 16, 64, 128, 256]
 DECODE_CONTEXT = [128, 512, 2048, 8192, 32768]
 DECODE_BYTES_CAP = 16 << 30  # skip decode points whose KV would exceed this
@@ -58,6 +62,7 @@ ELEMENTWISE_TOKENS = [1, 16, 128, 1024, 4096, 16384]
 HIDDEN, INTERMEDIATE = 4096, 14336
 
 QUICK = {"GEMM_SHAPES": GEMM_SHAPES[:2], "GEMM_M": [1, 16, 128], "HEADS": HEADS[:1], "PREFILL": [(1, 128), (2, 256)],
+         "PREFILL_PAST": [(1, 64, 128)],
          "DECODE_BATCH": [1, 8], "DECODE_CONTEXT": [128, 512], "ELEMENTWISE_TOKENS": [1, 128]}
 
 
@@ -169,6 +174,17 @@ def attention_rows(g, timer, device):
                             make, 2 * batch * isl * HEAD_DIM * (2 * heads + 2 * kv_heads))
             context.append({"batch": batch, "isl": isl, "num_heads": heads, "num_kv_heads": kv_heads,
                             "head_dim": HEAD_DIM, "kv_dtype": "bf16", "latency_us": us, "past": 0, "timing": how})
+        for batch, isl, past in g["PREFILL_PAST"]:
+            def make():
+                return (randn(batch, heads, isl, HEAD_DIM, device=device),
+                        randn(batch, kv_heads, past + isl, HEAD_DIM, device=device),
+                        randn(batch, kv_heads, past + isl, HEAD_DIM, device=device))
+
+            mask = causal_lower_right(isl, past + isl)
+            us, how = timer(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True),
+                            make, 2 * batch * HEAD_DIM * (2 * heads * isl + 2 * kv_heads * (past + isl)))
+            context.append({"batch": batch, "isl": isl, "num_heads": heads, "num_kv_heads": kv_heads,
+                            "head_dim": HEAD_DIM, "kv_dtype": "bf16", "latency_us": us, "past": past, "timing": how})
         for batch in g["DECODE_BATCH"]:
             for ctx in g["DECODE_CONTEXT"]:
                 kv_bytes = 2 * batch * (ctx + 1) * kv_heads * HEAD_DIM * 2
@@ -221,6 +237,22 @@ def peaks(device: str) -> dict:
             "copy_2GiB_read_plus_write_tb_s": round(2 * src.numel() / copy_us / 1e6, 3)}
 
 
+def chunk_attention_backends(device: str) -> list[str]:
+    """The SDPA backends that run a GQA chunk over a cached past with the lower-right CausalBias (torch takes the
+    first of flash, memory-efficient, math that can)."""
+    q = randn(1, 8, 64, HEAD_DIM, device=device)
+    k, v = randn(1, 2, 192, HEAD_DIM, device=device), randn(1, 2, 192, HEAD_DIM, device=device)
+    usable = []
+    for backend in (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH):
+        try:
+            with sdpa_kernel([backend]):
+                F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(64, 192), enable_gqa=True)
+            usable.append(backend.name)
+        except RuntimeError:
+            pass
+    return usable
+
+
 def write(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
@@ -242,10 +274,20 @@ def main() -> None:
     ap.add_argument("--rotate-mib", type=int, default=None,
                     help="bytes of input sets cycled through between two uses of one (default 256 on CUDA, 0 on "
                          "the CPU; 0 times warm caches)")
+    ap.add_argument("--only", choices=("gemm", "attention", "elementwise"), action="append",
+                    help="time only these families (repeatable; default all)")
+    ap.add_argument("--gemm-m", type=lambda text: [int(m) for m in text.split(",")],
+                    help="token counts (rows m) of the GEMM grid, comma-separated (default 1-16384 in powers of 2)")
+    ap.add_argument("--gemm-shapes", type=int, help="time only the first N (n, k) GEMM shapes (Llama-3.1-8B TP 1: 4)")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device visible to torch; use --device cpu --quick to check the script")
     grid = {k: v for k, v in globals().items() if k in QUICK} | (QUICK if args.quick else {})
+    if args.gemm_m:
+        grid["GEMM_M"] = args.gemm_m
+    if args.gemm_shapes:
+        grid["GEMM_SHAPES"] = grid["GEMM_SHAPES"][:args.gemm_shapes]
+    families = set(args.only or ("gemm", "attention", "elementwise"))
     rotate_mib = args.rotate_mib if args.rotate_mib is not None else (256 if args.device == "cuda" else 0)
     timer = Timer(args.device, 2 if args.quick else args.reps, 2 if args.quick else args.trials, not args.eager,
                   rotate_mib << 20)
@@ -253,18 +295,22 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with torch.inference_mode():
-        write(args.output / "gemm.csv", gemm_rows(grid, timer, args.device))
-        print(f"gemm done at {time.time() - started:.0f} s", flush=True)
-        context, generation = attention_rows(grid, timer, args.device)
-        write(args.output / "context_attention.csv", context)
-        write(args.output / "generation_attention.csv", generation)
-        print(f"attention done at {time.time() - started:.0f} s", flush=True)
-        write(args.output / "elementwise.csv", elementwise_rows(grid, timer, args.device))
+        if "gemm" in families:
+            write(args.output / "gemm.csv", gemm_rows(grid, timer, args.device))
+            print(f"gemm done at {time.time() - started:.0f} s", flush=True)
+        if "attention" in families:
+            context, generation = attention_rows(grid, timer, args.device)
+            write(args.output / "context_attention.csv", context)
+            write(args.output / "generation_attention.csv", generation)
+            print(f"attention done at {time.time() - started:.0f} s", flush=True)
+        if "elementwise" in families:
+            write(args.output / "elementwise.csv", elementwise_rows(grid, timer, args.device))
         measured_peaks = peaks(args.device)
+        chunk_backends = chunk_attention_backends(args.device)
     meta = {"device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",
             "torch": torch.__version__, "cuda": torch.version.cuda, "date": datetime.now(timezone.utc).isoformat(),
             "reps": timer.reps, "trials": timer.trials, "graphs": timer.graphs, "rotate_mib": rotate_mib,
-            "quick": args.quick, "peaks": measured_peaks, "seconds": round(time.time() - started, 1),
+            "quick": args.quick, "families": sorted(families), "gemm_m": grid["GEMM_M"], "peaks": measured_peaks, "chunk_attention_backends": chunk_backends, "seconds": round(time.time() - started, 1),
             "method": __doc__.split("What it measures, and how (also written to meta.json next to the CSVs):\n")[1]}
     (args.output / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {args.output} in {meta['seconds']} s")

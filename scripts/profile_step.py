@@ -9,10 +9,13 @@ servesim's prediction from a calibration fitted on those kernel timings: what is
 
     python scripts/profile_step.py -o steps-h100/          # needs torch with CUDA; ~1 minute on an H100
 
-Writes steps.csv (kind, batch, context or prompt tokens, graph_ms = median of --trials replays, eager_ms = the same
+Writes steps.csv (kind, batch, length, chunk, past, graph_ms = median of --trials replays, eager_ms = the same
 step launched op by op from Python) and meta.json. `--device cpu --tiny` checks the script on a two-layer toy.
-Decode: `batch` sequences each with `context` cached tokens, one new token each (contiguous KV per layer; SDPA
-over context + 1). Prefill: `batch` sequences of `context` new tokens, no cached past, causal.
+Decode: `batch` sequences each with `length` cached tokens, one new token each (contiguous KV per layer; SDPA
+over length + 1). Prefill: `batch` sequences of `length` new tokens, no cached past, causal. Chunked: one prompt
+chunk of `chunk` new tokens over `past` cached ones (SDPA with a lower-right causal mask, the chunked prefill of
+vLLM's scheduler). Mixed: `batch` decodes of `length` plus such a chunk in the same step, their rows through the
+GEMMs together, as vLLM batches a chunked prefill with running decodes.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 try:
     import torch
     import torch.nn.functional as F
+    from torch.nn.attention.bias import causal_lower_right
 except ImportError:
     sys.exit("profile_step.py needs torch (pip install torch); it is not a servesim dependency")
 
@@ -38,6 +42,10 @@ LLAMA_8B = {"hidden": 4096, "layers": 32, "heads": 32, "kv_heads": 8, "head_dim"
 TINY = {"hidden": 256, "layers": 2, "heads": 4, "kv_heads": 2, "head_dim": 64, "intermediate": 512, "vocab": 1024}
 DECODE = [(b, c) for b in (1, 8, 32, 128, 256) for c in (512, 2048, 8192)]
 PREFILL = [(1, 128), (1, 512), (1, 2048), (1, 8192), (4, 512), (4, 2048)]
+CHUNKED = [(c, p) for c in (512, 2048) for p in (2048, 8192)]  # (chunk, past)
+# (decodes, their length, chunk, past); 32 + 224 and 32 + 992 put whole 128-row tiles through the GEMMs, next to
+# 32 + 256 and 32 + 1024, which do not
+MIXED = [(32, 2048, c, 4096) for c in (224, 256, 992, 1024)] + [(128, 2048, c, 4096) for c in (256, 1024)]
 KV_CAP_BYTES = 40 << 30  # skip decode shapes whose KV cache (all layers) would exceed this
 
 
@@ -62,51 +70,123 @@ class Llama:
         pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
         return torch.view_as_real(pairs * cos_sin).flatten(-2).to(x.dtype)
 
-    def step(self, tokens, k_caches, v_caches, cos_sin, decode: bool):
-        """tokens: (batch, new). Decode writes the new K/V at the caches' last slot and attends over the whole
-        cache; prefill attends causally over its own tokens. Returns the greedy next token per sequence."""
+    def step(self, groups):
+        """One step over `groups` of sequences, each a dict with tokens (b, n), cos_sin, and for sequences with a
+        past the per-layer K/V caches (b, kv_heads, past + n, head_dim) whose last n slots this step writes.
+        All groups' rows go through the GEMMs together. Returns the greedy next token of every sequence."""
         c = self.cfg
-        b, n = tokens.shape
         q_heads, kv_heads, d = c["heads"], c["kv_heads"], c["head_dim"]
-        x = F.embedding(tokens.flatten(), self.embed)
-        for layer, k_cache, v_cache in zip(self.layers, k_caches, v_caches):
+        x = F.embedding(torch.cat([g["tokens"].flatten() for g in groups]) if len(groups) > 1
+                        else groups[0]["tokens"].flatten(), self.embed)
+        for i, layer in enumerate(self.layers):
             hidden = F.rms_norm(x, (c["hidden"],), self.norm)
-            qkv = F.linear(hidden, layer["qkv"]).view(b, n, q_heads + 2 * kv_heads, d)
-            q = self.rope(qkv[:, :, :q_heads], cos_sin).transpose(1, 2)
-            k = self.rope(qkv[:, :, q_heads:q_heads + kv_heads], cos_sin).transpose(1, 2)
-            v = qkv[:, :, q_heads + kv_heads:].transpose(1, 2)
-            if decode:
-                k_cache[:, :, -1:].copy_(k)
-                v_cache[:, :, -1:].copy_(v)
-                attn = F.scaled_dot_product_attention(q, k_cache, v_cache, enable_gqa=True)
-            else:
-                attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
-            x = x + F.linear(attn.transpose(1, 2).reshape(b * n, q_heads * d), layer["o"])
+            qkv = F.linear(hidden, layer["qkv"])
+            outs, row = [], 0
+            for g in groups:
+                b, n = g["tokens"].shape
+                part = qkv[row:row + b * n].view(b, n, q_heads + 2 * kv_heads, d)
+                row += b * n
+                q = self.rope(part[:, :, :q_heads], g["cos_sin"]).transpose(1, 2)
+                k = self.rope(part[:, :, q_heads:q_heads + kv_heads], g["cos_sin"]).transpose(1, 2)
+                v = part[:, :, q_heads + kv_heads:].transpose(1, 2)
+                if "k" not in g:  # prefill without past: causal over its own tokens
+                    attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                else:
+                    k_cache, v_cache = g["k"][i], g["v"][i]
+                    k_cache[:, :, -n:].copy_(k)
+                    v_cache[:, :, -n:].copy_(v)
+                    mask = None if n == 1 else chunk_mask(n, k_cache.shape[2], q.device)
+                    attn = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask, enable_gqa=True)
+                outs.append(attn.transpose(1, 2).reshape(b * n, q_heads * d))
+            x = x + F.linear(torch.cat(outs) if len(outs) > 1 else outs[0], layer["o"])
             hidden = F.rms_norm(x, (c["hidden"],), self.norm)
             gate_up = F.linear(hidden, layer["gate_up"])
             x = x + F.linear(F.silu(gate_up[:, :c["intermediate"]]) * gate_up[:, c["intermediate"]:], layer["down"])
-        last = x.view(b, n, -1)[:, -1]
+        lasts, row = [], 0
+        for g in groups:
+            b, n = g["tokens"].shape
+            lasts.append(x[row:row + b * n].view(b, n, -1)[:, -1])
+            row += b * n
+        last = torch.cat(lasts) if len(lasts) > 1 else lasts[0]
         return F.linear(F.rms_norm(last, (c["hidden"],), self.norm), self.lm_head).argmax(-1)
 
 
-def time_step(model: Llama, batch: int, length: int, decode: bool, trials: int) -> tuple[float, float]:
-    """(graph ms or nan, eager ms), medians over `trials`."""
+CHUNK_MASK = {"how": "lower-right CausalBias"}
+
+
+def chunk_mask(new: int, total: int, device):
+    """The causal mask of `new` queries at the end of `total` keys: torch's lower-right CausalBias (flash attention
+    on the GPU), or the boolean mask if the probe found CausalBias unusable there."""
+    if CHUNK_MASK["how"] == "lower-right CausalBias":
+        return causal_lower_right(new, total)
+    return chunk_mask_bool(new, total, device)
+
+
+def probe_chunk_mask(device: str) -> None:
+    """Check CausalBias with GQA against the boolean mask once, and fall back to the mask if it fails or differs."""
+    q = torch.randn(1, 8, 64, 128, device=device, dtype=torch.bfloat16)
+    k, v = (torch.randn(1, 2, 192, 128, device=device, dtype=torch.bfloat16) for _ in range(2))
+    exact = F.scaled_dot_product_attention(q, k, v, attn_mask=chunk_mask_bool(64, 192, device), enable_gqa=True)
+    try:
+        got = F.scaled_dot_product_attention(q, k, v, attn_mask=causal_lower_right(64, 192), enable_gqa=True)
+        diff = float((got.float() - exact.float()).abs().max())
+    except Exception as exc:  # noqa: BLE001 - any failure: use the mask
+        CHUNK_MASK.update(how="boolean mask", why=f"{type(exc).__name__}: {exc}")
+        return
+    CHUNK_MASK["max_abs_diff_vs_boolean_mask"] = diff
+    if diff > 0.05:
+        CHUNK_MASK["how"] = "boolean mask"
+
+
+def chunk_mask_bool(new: int, total: int, device):
+    return torch.ones(new, total, dtype=torch.bool, device=device).tril(total - new)
+
+
+def make_group(model: Llama, batch: int, new: int, past: int) -> dict:
+    """`batch` sequences of `new` tokens over `past` cached ones (random tokens, angles and caches)."""
     c, dev = model.cfg, model.device
-    new = 1 if decode else length
-    tokens = torch.randint(0, c["vocab"], (batch, new), device=dev)
     angles = torch.rand(new, c["head_dim"] // 2, device=dev) * 6.28
-    cos_sin = torch.polar(torch.ones_like(angles), angles)[None, :, None, :]  # (1, new, 1, head_dim/2)
-    shape = (batch, c["kv_heads"], length + 1, c["head_dim"]) if decode else (1,)
-    k_caches = [torch.randn(*shape, device=dev, dtype=torch.bfloat16) for _ in range(c["layers"])]
-    v_caches = [torch.randn(*shape, device=dev, dtype=torch.bfloat16) for _ in range(c["layers"])]
+    group = {"tokens": torch.randint(0, c["vocab"], (batch, new), device=dev),
+             "cos_sin": torch.polar(torch.ones_like(angles), angles)[None, :, None, :]}  # (1, new, 1, head_dim/2)
+    if past:
+        shape = (batch, c["kv_heads"], past + new, c["head_dim"])
+        group["k"] = [torch.randn(*shape, device=dev, dtype=torch.bfloat16) for _ in range(c["layers"])]
+        group["v"] = [torch.randn(*shape, device=dev, dtype=torch.bfloat16) for _ in range(c["layers"])]
+    return group
+
+
+def time_step(model: Llama, groups: list[dict], trials: int) -> tuple[float, float]:
+    """(graph ms or nan, eager ms), medians over `trials`."""
+    dev = model.device
 
     def run():
-        return model.step(tokens, k_caches, v_caches, cos_sin, decode)
+        return model.step(groups)
 
     eager_us, _ = Timer(dev, 1, trials, False, 0)(run, tuple, 0)
     graph_us, how = Timer(dev, 1, trials, True, 0)(run, tuple, 0) if dev == "cuda" else (float("nan"), "")
-    del k_caches, v_caches
     return (graph_us if how == "graph" else float("nan")) / 1e3, eager_us / 1e3
+
+
+def grid(tiny: bool) -> list[dict]:
+    """Each step as kind, batch (decodes or prefills), length (their cached or new tokens), chunk and past (one
+    prompt chunk over a cached past, 0 if none)."""
+    if tiny:
+        decode, prefill, chunked, mixed = [(2, 64)], [(1, 32)], [(16, 48)], [(2, 64, 16, 48)]
+    else:
+        decode, prefill, chunked, mixed = DECODE, PREFILL, CHUNKED, MIXED
+    rows = [{"kind": "decode", "batch": b, "length": n, "chunk": 0, "past": 0} for b, n in decode]
+    rows += [{"kind": "prefill", "batch": b, "length": n, "chunk": 0, "past": 0} for b, n in prefill]
+    rows += [{"kind": "chunked", "batch": 0, "length": 0, "chunk": c, "past": p} for c, p in chunked]
+    rows += [{"kind": "mixed", "batch": b, "length": n, "chunk": c, "past": p} for b, n, c, p in mixed]
+    return rows
+
+
+def groups_of(model: Llama, row: dict) -> list[dict]:
+    b, n = row["batch"], row["length"]
+    if row["kind"] == "prefill":
+        return [make_group(model, b, n, 0)]
+    groups = [make_group(model, b, 1, n)] if b else []
+    return groups + ([make_group(model, 1, row["chunk"], row["past"])] if row["chunk"] else [])
 
 
 def main() -> None:
@@ -119,22 +199,23 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device visible to torch; use --device cpu --tiny to check the script")
     cfg = TINY if args.tiny else LLAMA_8B
-    decode_grid, prefill_grid = ([(2, 64)], [(1, 32)]) if args.tiny else (DECODE, PREFILL)
     torch.manual_seed(0)
     started = time.time()
     rows = []
     with torch.inference_mode():
+        probe_chunk_mask(args.device)
+        print(f"chunk attention: {CHUNK_MASK}", flush=True)
         model = Llama(cfg, args.device)
         kv_bytes_per_token = 2 * cfg["layers"] * cfg["kv_heads"] * cfg["head_dim"] * 2
-        for kind, grid in (("decode", decode_grid), ("prefill", prefill_grid)):
-            for batch, length in grid:
-                if kind == "decode" and batch * (length + 1) * kv_bytes_per_token > KV_CAP_BYTES:
-                    continue
-                graph_ms, eager_ms = time_step(model, batch, length, kind == "decode", args.trials)
-                rows.append({"kind": kind, "batch": batch, "length": length, "graph_ms": round(graph_ms, 4),
-                             "eager_ms": round(eager_ms, 4)})
-                print(f"{kind} batch {batch} length {length}: graph {graph_ms:.3f} ms, eager {eager_ms:.3f} ms",
-                      flush=True)
+        for row in grid(args.tiny):
+            cached = row["batch"] * (row["length"] + 1) if row["kind"] != "prefill" else 0
+            if (cached + row["chunk"] + row["past"]) * kv_bytes_per_token > KV_CAP_BYTES:
+                continue
+            groups = groups_of(model, row)
+            graph_ms, eager_ms = time_step(model, groups, args.trials)
+            del groups
+            rows.append(row | {"graph_ms": round(graph_ms, 4), "eager_ms": round(eager_ms, 4)})
+            print(f"{row}: graph {graph_ms:.3f} ms, eager {eager_ms:.3f} ms", flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
     with (args.output / "steps.csv").open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -142,8 +223,9 @@ def main() -> None:
         writer.writerows(rows)
     meta = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "torch": torch.__version__,
             "cuda": torch.version.cuda, "date": datetime.now(timezone.utc).isoformat(), "model": cfg,
-            "trials": args.trials, "seconds": round(time.time() - started, 1),
-            "length": "decode: cached tokens per sequence (attends over length + 1); prefill: new tokens per sequence",
+            "trials": args.trials, "chunk_attention": CHUNK_MASK, "seconds": round(time.time() - started, 1),
+            "length": "decode: cached tokens per sequence (attends over length + 1); prefill: new tokens per sequence; "
+                      "chunk/past: one prompt chunk's new tokens and the cached tokens it attends over besides them",
             "method": __doc__.split("\n\n")[1]}
     (args.output / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(f"wrote {args.output} in {meta['seconds']} s")

@@ -18,6 +18,7 @@ Writes its section of docs/validation.md (between its markers) and prints it.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import sys
 import tempfile
@@ -33,7 +34,7 @@ from validate_gpu import pct, write_section  # noqa: E402
 
 from servesim.hardware.catalog import get_device  # noqa: E402
 from servesim.models.catalog import get_model  # noqa: E402
-from servesim.perf.base import StepShape, decode_shape  # noqa: E402
+from servesim.perf.base import step_shape  # noqa: E402
 from servesim.perf.calibrated import CalibratedModel  # noqa: E402
 from servesim.perf.kernels.calibrate import calibrate_dir, hardware  # noqa: E402
 from servesim.perf.kernels.calibration import load_calibration  # noqa: E402
@@ -54,30 +55,94 @@ def kernel_errors(gpu: str, variant: str = "kernels") -> dict[str, np.ndarray]:
             for s in read_csv_dir(MEASURED / gpu / variant)}
 
 
-def step_rows(gpu: str) -> list[dict]:
-    device, model = get_device(gpu), get_model(STEP_MODEL)
+@functools.cache
+def own_calibration(gpu: str):
+    """The vLLM-engine calibration fitted on the torch kernels measured on `gpu` (`servesim calibrate --kernels`)."""
     with tempfile.TemporaryDirectory() as tmp:
         own_file = Path(tmp) / "torch.json"
         calibrate_dir(MEASURED / gpu / "kernels", gpu, "vllm", own_file)
-        own = load_calibration(device, "vllm", str(own_file))
-    shipped = load_calibration(device, "vllm")
+        return load_calibration(get_device(gpu), "vllm", str(own_file))
+
+
+def gemm_rows_lines(gpu: str) -> list[str]:
+    """The bf16 GEMMs of one Llama-3.1-8B layer at token counts between whole 128-row tiles, next to the `own`
+    calibration's price (a smooth function of m): cuBLAS picks its kernel by shape, not smoothly."""
+    folder = MEASURED / gpu / "gemm-rows"
+    if not (folder / "gemm.csv").exists():
+        return []
+    device, own = get_device(gpu), own_calibration(gpu)
+    (gemm,) = [s for s in read_csv_dir(folder) if s.key == "gemm.bf16"]
+    predicted = predict(gemm.family, own.coeffs[gemm.key], hardware(device, gemm.key), gemm)
+    m = gemm.columns["m"]
+    lines = ["", f"#### {gpu}: one layer's four bf16 GEMMs (QKV, O, gate-up, down) by rows m", "",
+             f"`measurements/{gpu}/gemm-rows/` (same timing method, a grid of m between whole 128-row tiles): "
+             "measured sum, the `own` calibration's sum (fitted on powers of two) and its error.", "",
+             "| m | measured us | own us | err |", "|---|---|---|---|"]
+    for rows in sorted(set(m.tolist())):
+        at = m == rows
+        meas, pred = float(gemm.latency[at].sum() * 1e6), float(predicted[at].sum() * 1e6)
+        lines.append(f"| {int(rows)} | {meas:.0f} | {pred:.0f} | {(pred / meas - 1) * 100:+.0f}% |")
+    return lines
+
+
+def chunked_lines(gpus: list[str], rows: list[dict]) -> list[str]:
+    """What the chunked and mixed steps show: no public kernel table has prefill attention over a cached past, so
+    every shipped fit extrapolates that term; the torch kernels with a past (context_attention.csv, past > 0) are
+    the only such measurements."""
+    if not rows:
+        return []
+    own = [r["own"] / r["measured"] - 1 for r in rows]
+    shipped = [r["shipped"] / r["measured"] - 1 for r in rows]
+    out = ["", f"Chunked and mixed steps ({', '.join(sorted({r['gpu'] for r in rows}))}): `own` "
+           f"{min(own) * 100:+.0f}% to {max(own) * 100:+.0f}%, `shipped` {min(shipped) * 100:+.0f}% to "
+           f"{max(shipped) * 100:+.0f}%. No public kernel table (NVIDIA's, Vidur's) times prefill attention over a "
+           "cached past, so the shipped fits extrapolate that term from whole prompts by query-key pairs; the "
+           "torch kernels with a past are the only such measurements, and they are in the `own` fit:"]
+    for g in gpus:
+        device, cal = get_device(g), own_calibration(g)
+        for s in read_csv_dir(MEASURED / g / "kernels"):
+            if s.key != "context_attention" or not (s.columns["kv_tokens"] > s.columns["tokens"]).any():
+                continue
+            past = s.subset(s.columns["kv_tokens"] > s.columns["tokens"])
+            errors = {name: predict(past.family, c.coeffs[past.key], hardware(device, past.key), past) / past.latency - 1
+                      for name, c in (("own", cal), ("shipped", load_calibration(device, "vllm")))}
+            out.append(f"on {g}, {len(past)} attention timings of a chunk over a past: `own` median "
+                       f"{np.median(errors['own']) * 100:+.0f}% (range {errors['own'].min() * 100:+.0f}% to "
+                       f"{errors['own'].max() * 100:+.0f}%), `shipped` median {np.median(errors['shipped']) * 100:+.0f}% "
+                       f"(range {errors['shipped'].min() * 100:+.0f}% to {errors['shipped'].max() * 100:+.0f}%). "
+                       "Torch's flash attention (FlashAttention 2) runs one thread block per 128 queries and head, "
+                       "so a short chunk over a long past occupies few SMs, and large chunks over a past measured "
+                       "slower per query-key pair than whole prompts; vLLM on Hopper runs FlashAttention 3, which "
+                       "we could not time here. The GEMMs explain part of the mixed rows: 32 decodes + 256 chunk "
+                       "tokens is 288 rows, and cuBLAS prices rows between whole tiles unevenly (table below).")
+    return out
+
+
+def step_rows(gpu: str) -> list[dict]:
+    device, model = get_device(gpu), get_model(STEP_MODEL)
+    own, shipped = own_calibration(gpu), load_calibration(device, "vllm")
     # GPU-only prices: the measured steps are CUDA-graph replays, with no engine host work to overlap or add
     own, shipped = (replace(cal, host_fixed=0.0, host_per_seq=0.0) for cal in (own, shipped))
     rows = []
-    with (MEASURED / gpu / "steps" / "steps.csv").open(newline="") as fh:
-        for r in csv.DictReader(fh):
-            b, n = int(r["batch"]), int(r["length"])
-            if r["kind"] == "decode":
-                shape = decode_shape(b, b * (n + 1))
-            else:
-                shape = StepShape(b * n, b, b, b, b * n, float(b * n * (n + 1) // 2), b * n, 0, 0)
-            limits = {"max_tokens": max(8192, b * n), "max_num_seqs": max(256, b), "cuda_graphs": False}
-            predicted = {name: CalibratedModel(model, device, calibration=cal, **limits).step_time(shape) * 1e3
-                         for name, cal in (("own", own), ("shipped", shipped))}
-            predicted["roofline"] = RooflineModel(model, device).step_time(shape) * 1e3
-            rows.append({"kind": r["kind"], "batch": b, "length": n, "measured": float(r["graph_ms"]),
-                         "eager": float(r["eager_ms"])} | predicted)
+    for r in _read_steps(MEASURED / gpu / "steps"):
+        b, n, chunk, past = r["batch"], r["length"], r["chunk"], r["past"]
+        work = [(n, 0)] * b if r["kind"] == "prefill" else [(1, n)] * b
+        shape = step_shape(work + ([(chunk, past)] if chunk else []))
+        limits = {"max_tokens": max(8192, shape.num_tokens), "max_num_seqs": max(256, shape.num_seqs),
+                  "cuda_graphs": False}
+        predicted = {name: CalibratedModel(model, device, calibration=cal, **limits).step_time(shape) * 1e3
+                     for name, cal in (("own", own), ("shipped", shipped))}
+        predicted["roofline"] = RooflineModel(model, device).step_time(shape) * 1e3
+        rows.append(r | {"measured": r["graph_ms"], "eager": r["eager_ms"]} | predicted)
     return rows
+
+
+def _read_steps(folder: Path) -> list[dict]:
+    """steps.csv rows with numbers parsed; files from before chunked steps were measured have no chunk/past."""
+    with (folder / "steps.csv").open(newline="") as fh:
+        return [{"kind": r["kind"], "batch": int(r["batch"]), "length": int(r["length"]),
+                 "chunk": int(r.get("chunk") or 0), "past": int(r.get("past") or 0),
+                 "graph_ms": float(r["graph_ms"]), "eager_ms": float(r["eager_ms"])} for r in csv.DictReader(fh)]
 
 
 def repeatability(gpu: str) -> str:
@@ -85,19 +150,25 @@ def repeatability(gpu: str) -> str:
     repeat = MEASURED / gpu / "repeat"
     if not repeat.is_dir():
         return ""
-    first = {s.key: s.latency for s in read_csv_dir(MEASURED / gpu / "kernels")}
-    again = {s.key: s.latency for s in read_csv_dir(repeat / "kernels")}
-    moved = np.abs(np.concatenate([again[k] / first[k] - 1 for k in first]))
-    steps = [np.abs(_graph_ms(repeat / "steps") / _graph_ms(MEASURED / gpu / "steps") - 1)]
+    first, again = _latency_by_point(MEASURED / gpu / "kernels"), _latency_by_point(repeat / "kernels")
+    moved = np.abs([again[k] / first[k] - 1 for k in again.keys() & first.keys()])
+    first = _graph_ms(MEASURED / gpu / "steps")
+    again = _graph_ms(repeat / "steps")
+    steps = np.abs([again[k] / first[k] - 1 for k in again.keys() & first.keys()])
     return (f"Repeatability ({gpu}, `measurements/{gpu}/repeat/`, the same grids on a second lease): kernel timings "
             f"moved by median {pct(float(np.median(moved)))} (p90 {pct(float(np.quantile(moved, 0.9)))}, max "
             f"{pct(float(moved.max()))}, {len(moved)} points), step timings by median "
             f"{pct(float(np.median(steps)))} (max {pct(float(np.max(steps)))}).")
 
 
-def _graph_ms(folder: Path) -> np.ndarray:
-    with (folder / "steps.csv").open(newline="") as fh:
-        return np.array([float(r["graph_ms"]) for r in csv.DictReader(fh)])
+def _latency_by_point(folder: Path) -> dict[tuple, float]:
+    """Each kernel timing by (family, its feature values): the points two runs of the grid have in common."""
+    return {(s.key, *(float(s.columns[c][i]) for c in sorted(s.columns))): float(s.latency[i])
+            for s in read_csv_dir(folder) for i in range(len(s))}
+
+
+def _graph_ms(folder: Path) -> dict[tuple, float]:
+    return {(r["kind"], r["batch"], r["length"], r["chunk"], r["past"]): r["graph_ms"] for r in _read_steps(folder)}
 
 
 def markdown() -> str:
@@ -150,17 +221,21 @@ def markdown() -> str:
               "Measured: one step replayed as a CUDA graph (median of 10). `own` = servesim with a calibration "
               "fitted on the torch kernels above (RoPE and the all-reduce keep the shipped fit), `shipped` = the "
               "shipped vLLM calibration, `roofline` = `--cost-model roofline`. Decode: `batch` sequences with "
-              "`length` cached tokens each; prefill: `batch` sequences of `length` new tokens.", "",
-              "| GPU | step | batch | length | measured ms | eager ms | own ms (err) | shipped ms (err) | "
-              "roofline ms (err) |", "|---|---|---|---|---|---|---|---|---|"]
-    summary, decode = [], []
+              "`length` cached tokens each; prefill: `batch` sequences of `length` new tokens; chunked: one prompt "
+              "chunk of `chunk` new tokens over `past` cached ones (vLLM's chunked prefill); mixed: `batch` decodes "
+              "and such a chunk in one step.", "",
+              "| GPU | step | batch | length | chunk | past | measured ms | eager ms | own ms (err) | shipped ms (err) | "
+              "roofline ms (err) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    summary, decode, chunked = [], [], []
     for g in gpus:
         rows = step_rows(g)
         decode += [r for r in rows if r["kind"] == "decode"]
+        chunked += [r | {"gpu": g} for r in rows if r["chunk"]]
         for r in rows:
             cells = " | ".join(f"{r[k]:.2f} ({(r[k] / r['measured'] - 1) * 100:+.0f}%)"
                                for k in ("own", "shipped", "roofline"))
-            lines.append(f"| {g} | {r['kind']} | {r['batch']} | {r['length']} | {r['measured']:.2f} | "
+            lines.append(f"| {g} | {r['kind']} | {r['batch']} | {r['length']} | {r['chunk'] or '-'} | "
+                         f"{r['past'] or '-'} | {r['measured']:.2f} | "
                          f"{r['eager']:.2f} | {cells} |")
         for k in ("own", "shipped", "roofline"):
             err = np.abs([r[k] / r["measured"] - 1 for r in rows])
@@ -174,7 +249,11 @@ def markdown() -> str:
               "where vLLM runs one fused RoPE and one cache write (priced from the shipped fit); about nine "
               "launches of 2-3 us over 32 layers. The eager column is the same step launched op by op from "
               f"Python: decode steps take {host[0]:.1f}-{host[-1]:.1f} ms more (median "
-              f"{float(np.median(host)):.1f} ms), the host time that CUDA graphs remove.", "", END]
+              f"{float(np.median(host)):.1f} ms), the host time that CUDA graphs remove."]
+    lines += chunked_lines(gpus, chunked)
+    for g in gpus:
+        lines += gemm_rows_lines(g)
+    lines += ["", END]
     return "\n".join(lines) + "\n"
 
 

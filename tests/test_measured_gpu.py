@@ -23,12 +23,21 @@ def test_shipped_bf16_gemm_fit_predicts_our_own_cublas_timings(gpu):
 @pytest.mark.parametrize("gpu", ["h100", "h200"])
 def test_step_is_the_sum_of_its_kernels_within_a_tenth(gpu):
     rows = vm.step_rows(gpu)
-    assert len(rows) == 18
+    whole = [r for r in rows if not r["chunk"]]  # decodes and whole prompts
+    assert len(whole) == 18
     for clock, bound in (("own", 0.10), ("shipped", 0.15)):
-        err = np.abs([r[clock] / r["measured"] - 1 for r in rows])
+        err = np.abs([r[clock] / r["measured"] - 1 for r in whole])
         assert np.median(err) <= bound, clock
     # the roofline is a lower bound on every measured step
     assert all(r["roofline"] < r["measured"] for r in rows)
+
+
+def test_chunked_and_mixed_steps_within_the_measured_margin():
+    # Prefill over a cached past, alone and beside 32-128 decodes (H100 only): the `own` clock, fitted on torch
+    # kernels that include chunks over a past, stays within 15% in median (docs/validation.md says where it misses).
+    chunked = [r for r in vm.step_rows("h100") if r["chunk"]]
+    assert len(chunked) == 10
+    assert np.median(np.abs([r["own"] / r["measured"] - 1 for r in chunked])) <= 0.15
 
 
 def test_validation_doc_holds_the_current_measured_section():
