@@ -97,7 +97,7 @@ def chunked_lines(gpus: list[str], rows: list[dict]) -> list[str]:
            f"{min(own) * 100:+.0f}% to {max(own) * 100:+.0f}%, `shipped` {min(shipped) * 100:+.0f}% to "
            f"{max(shipped) * 100:+.0f}%. No public kernel table (NVIDIA's, Vidur's) times prefill attention over a "
            "cached past, so the shipped fits extrapolate that term from whole prompts by query-key pairs; the "
-           "torch kernels with a past are the only such measurements, and they are in the `own` fit:"]
+           "torch kernels with a past are the only such measurements, and they are in the `own` fit:", ""]
     for g in gpus:
         device, cal = get_device(g), own_calibration(g)
         for s in read_csv_dir(MEASURED / g / "kernels"):
@@ -106,15 +106,15 @@ def chunked_lines(gpus: list[str], rows: list[dict]) -> list[str]:
             past = s.subset(s.columns["kv_tokens"] > s.columns["tokens"])
             errors = {name: predict(past.family, c.coeffs[past.key], hardware(device, past.key), past) / past.latency - 1
                       for name, c in (("own", cal), ("shipped", load_calibration(device, "vllm")))}
-            out.append(f"on {g}, {len(past)} attention timings of a chunk over a past: `own` median "
+            out.append(f"- {g}: {len(past)} attention timings of a chunk over a past: `own` median "
                        f"{np.median(errors['own']) * 100:+.0f}% (range {errors['own'].min() * 100:+.0f}% to "
                        f"{errors['own'].max() * 100:+.0f}%), `shipped` median {np.median(errors['shipped']) * 100:+.0f}% "
-                       f"(range {errors['shipped'].min() * 100:+.0f}% to {errors['shipped'].max() * 100:+.0f}%). "
-                       "Torch's flash attention (FlashAttention 2) runs one thread block per 128 queries and head, "
-                       "so a short chunk over a long past occupies few SMs, and large chunks over a past measured "
-                       "slower per query-key pair than whole prompts; vLLM on Hopper runs FlashAttention 3, which "
-                       "we could not time here. The GEMMs explain part of the mixed rows: 32 decodes + 256 chunk "
-                       "tokens is 288 rows, and cuBLAS prices rows between whole tiles unevenly (table below).")
+                       f"(range {errors['shipped'].min() * 100:+.0f}% to {errors['shipped'].max() * 100:+.0f}%).")
+    out += ["", "Torch's flash attention (FlashAttention 2) runs one thread block per 128 queries and head, so a short "
+            "chunk over a long past occupies few SMs, and large chunks over a past measured slower per query-key pair "
+            "than whole prompts; vLLM on Hopper runs FlashAttention 3, which we could not time here. The GEMMs explain "
+            "part of the mixed rows: 32 decodes + 256 chunk tokens is 288 rows, and cuBLAS prices rows between whole "
+            "tiles unevenly (table below)."]
     return out
 
 
