@@ -114,6 +114,10 @@ class Llama:
 CHUNK_MASK = {"how": "lower-right CausalBias"}
 
 
+def chunk_mask_bool(new: int, total: int, device):
+    return torch.ones(new, total, dtype=torch.bool, device=device).tril(total - new)
+
+
 def chunk_mask(new: int, total: int, device):
     """The causal mask of `new` queries at the end of `total` keys: torch's lower-right CausalBias (flash attention
     on the GPU), or the boolean mask if the probe found CausalBias unusable there."""
@@ -136,10 +140,6 @@ def probe_chunk_mask(device: str) -> None:
     CHUNK_MASK["max_abs_diff_vs_boolean_mask"] = diff
     if diff > 0.05:
         CHUNK_MASK["how"] = "boolean mask"
-
-
-def chunk_mask_bool(new: int, total: int, device):
-    return torch.ones(new, total, dtype=torch.bool, device=device).tril(total - new)
 
 
 def make_group(model: Llama, batch: int, new: int, past: int) -> dict:
@@ -193,7 +193,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-o", "--output", type=Path, required=True, help="directory for steps.csv and meta.json")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    ap.add_argument("--tiny", action="store_true", help="a two-layer toy model and two shapes (checks the script)")
+    ap.add_argument("--tiny", action="store_true", help="a two-layer toy model and one step of each kind (checks the script)")
     ap.add_argument("--trials", type=int, default=10)
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
