@@ -176,9 +176,10 @@ def _build_pool(cfg: RunConfig, model: ModelSpec, pool: PoolSpec, table: Request
             raise
         # e.g. a decode pool whose KV cache cannot hold one request of max_model_len
         raise ServesimError(f"{pool.role} pool {pool.label()}: {e}") from None
+    # One clock for the pool's identical replicas: it holds only prices (and caches of them), no replica state.
+    cost = profile.cost_model() if profile is not None else make_cost_model(cfg, model, device, ecfg)
     replicas = []
     for k in range(pool.count):
-        cost = profile.cost_model() if profile is not None else make_cost_model(cfg, model, device, ecfg)
         engine = ReplicaEngine(ecfg, cost, make_policy(cfg.policy, **parse_policy_options(cfg.policy_options)), table,
                                replica_id=first_index + k)
         replicas.append(Replica(first_index + k, pool.role, device.name, pool.tp, engine))

@@ -35,6 +35,7 @@ from servesim.perf.parallel import check_parallelism, cudagraph_sizes, pp_layer_
 ACT_BYTES = 2.0  # activations stay bf16 under fp8 weights
 LOGIT_BYTES = 4.0  # the sampler works on fp32 logits
 SAMPLER_PASSES = 4.0  # logits written, then read by softmax/top-k/top-p and the token draw
+PREFILL_CACHE_SIZE = 1 << 15  # remembered prefill-attention prices (~10 MB at most)
 
 # A decode step of b sequences: (host s, per-stage bases, per-stage weights, (starve, split, tile), microbatches,
 # send s)
@@ -88,13 +89,18 @@ class CalibratedModel:
             "embed": lambda tokens: self._elementwise("add", 4.0 * tokens * model.hidden_size, tokens),
             "head": self._lm_head,
         }
-        self._tables = {"layer": self._layer_dense(m), "embed": self._builders["embed"](m),
-                        "head": self._lm_head(np.arange(size, dtype=np.float64))}
-        for table in self._tables.values():
+        tables = {"layer": self._layer_dense(m), "embed": self._builders["embed"](m),
+                  "head": self._lm_head(np.arange(size, dtype=np.float64))}
+        for table in tables.values():
             table[0] = 0.0
+        # Plain floats, the same values: every step reads three entries, and a numpy array would box a numpy scalar.
+        self._tables: dict[str, list[float]] = {name: table.tolist() for name, table in tables.items()}
         self._decode_cache: dict[int, DecodeCoeffs] = {}
         self._decode_attn_cache: dict[int, tuple[float, ...]] = {}
         self._beyond: dict[tuple[str, int], float] = {}  # table entries priced past the tables' end
+        # Prefill attention by its four sums: prompts of the same length ask for the same price (the form is a
+        # pure function of them, so a remembered price is the same bits). Cleared when full to bound memory.
+        self._prefill_cache: dict[tuple[float, float, float, float], float] = {}
 
     # --- operators, vectorised over token counts ---
 
@@ -155,7 +161,7 @@ class CalibratedModel:
         no step budget) no CUDA graph pads the step, and the same formula prices it on first use."""
         table = self._tables[name]
         if m < len(table):
-            return float(table[m])
+            return table[m]
         key = (name, m)
         value = self._beyond.get(key)
         if value is None:
@@ -213,8 +219,13 @@ class CalibratedModel:
         micro = min(self.pp, s.num_seqs)
         tokens = -(-s.num_tokens // micro)
         sampled = -(-s.num_sampled // micro) if s.num_sampled else 0
-        attn = float(self._prefill_attention(s.prefill_seqs / micro, s.prefill_tokens / micro,
-                                             s.prefill_attn_pairs / micro, s.prefill_kv_tokens / micro))
+        key = (s.prefill_seqs / micro, s.prefill_tokens / micro, s.prefill_attn_pairs / micro,
+               s.prefill_kv_tokens / micro)
+        attn = self._prefill_cache.get(key)
+        if attn is None:
+            if len(self._prefill_cache) >= PREFILL_CACHE_SIZE:
+                self._prefill_cache.clear()
+            attn = self._prefill_cache[key] = float(self._prefill_attention(*key))
         if s.decode_seqs:
             decode_seqs = -(-s.decode_seqs // micro)
             fixed, per_token, starve, split, tile = self._decode_attention(decode_seqs)
