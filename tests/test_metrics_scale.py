@@ -77,7 +77,7 @@ def test_span_expansion_in_passes_equals_one_pass(per_pass, monkeypatch):
     log = run_simulation(cfg).steps.parts[0][1]
     names = logs.STEP_COLUMNS + ("end",)
     whole = log.as_numpy(names)
-    assert len(log._span_start) > 5 and len(whole["start"]) > 1000
+    assert log.num_spans > 5 and len(whole["start"]) > 1000
     monkeypatch.setattr(logs, "SPAN_STEPS_PER_PASS", per_pass)
     for name, column in log.as_numpy(names).items():
         np.testing.assert_array_equal(column, whole[name], err_msg=name)

@@ -9,6 +9,7 @@ value per token. Every TTFT and ITL is recovered exactly from the ranges and the
 from __future__ import annotations
 
 from array import array
+from struct import Struct
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,15 @@ STEP_COLUMNS = ("start", "duration", "num_tokens", "prefill_tokens", "decode_tok
                 "waiting", "kv_blocks_used", "preempted")
 FLOAT_COLUMNS = ("start", "duration")
 SPAN_STEPS_PER_PASS = 1 << 18  # span steps expanded per numpy pass when the log is read
+SPAN_FIELDS = ("steps", "batch", "waiting", "kv_used_before", "running_after", "kv_used_after")
+
+# One packed record per single step and per span, appended with one struct.pack: an array.append per value
+# costs a method call and a format parse each (about a tenth of a run). The numpy dtypes read them back.
+STEP_RECORD = Struct("<2d8i")
+STEP_DTYPE = np.dtype([(name, "<f8" if name in FLOAT_COLUMNS else "<i4") for name in STEP_COLUMNS])
+SPAN_RECORD = Struct("<qqd6i")  # first step, KV tokens that step reads, start, SPAN_FIELDS
+SPAN_DTYPE = np.dtype([("first", "<i8"), ("kv_tokens", "<i8"), ("start", "<f8")]
+                      + [(name, "<i4") for name in SPAN_FIELDS])
 
 
 class StepLog:
@@ -28,26 +38,24 @@ class StepLog:
     3 as part of a span (its share of the span record and of its requests' block slack).
     """
 
-    SPAN_FIELDS = ("steps", "batch", "waiting", "kv_used_before", "running_after", "kv_used_after")
-
     def __init__(self, block_size: int, cost):
         self.block_size = block_size
         self._cost = cost
-        self._rows = [array("d" if name in FLOAT_COLUMNS else "i") for name in STEP_COLUMNS]
-        self._span_first = array("q")  # index of each span's first step
-        self._span_kv = array("q")  # KV tokens its first step reads
-        self._span_fields = array("i")  # SPAN_FIELDS of each span, interleaved
-        self._span_start = array("d")
+        self._rows = bytearray()  # STEP_RECORDs
+        self._spans = bytearray()  # SPAN_RECORDs
         self._slack = array("B" if block_size <= 256 else "i")  # every span's requests' block slack, concatenated
         self._count = 0
 
     def __len__(self) -> int:
         return self._count
 
+    @property
+    def num_spans(self) -> int:
+        return len(self._spans) // SPAN_RECORD.size
+
     def append(self, *row) -> None:
         """One step: values in STEP_COLUMNS order."""
-        for column, value in zip(self._rows, row):
-            column.append(value)
+        self._rows += STEP_RECORD.pack(*row)
         self._count += 1
 
     def append_span(self, start: float, ends: list[float], batch: int, kv_tokens: int, waiting: int,
@@ -56,11 +64,12 @@ class StepLog:
         KV tokens. Request r takes a KV block after slack[r] + 1 steps and then every block_size steps."""
         steps = len(ends)
         assert len(slack) == batch, "a span's slack has one entry per request in its batch"
-        self._span_first.append(self._count)
-        self._span_kv.append(kv_tokens)
-        self._span_fields.extend((steps, batch, waiting, kv_used_before, running_after, kv_used_after))
-        self._span_start.append(start)
-        self._slack.extend(slack)
+        self._spans += SPAN_RECORD.pack(self._count, kv_tokens, start, steps, batch, waiting, kv_used_before,
+                                        running_after, kv_used_after)
+        if self._slack.typecode == "B":
+            self._slack.frombytes(bytes(slack))  # one C loop, not a parse per value
+        else:
+            self._slack.extend(slack)
         self._count += steps
 
     def as_numpy(self, names=STEP_COLUMNS, start: int = 0, stop: int | None = None,
@@ -75,12 +84,11 @@ class StepLog:
             out = {name: np.empty(n, dtype=np.float64 if name in FLOAT_COLUMNS + ("end",) else np.int64)
                    for name in names}
         is_row = np.ones(n, dtype=bool)
-        span_steps_before = self._expand_spans(out, is_row, start, stop) if len(self._span_start) else 0
+        span_steps_before = self._expand_spans(out, is_row, start, stop) if self._spans else 0
         first_row = start - span_steps_before  # single-step rows before the window
         rows = slice(first_row, first_row + int(np.count_nonzero(is_row)))
-        columns: dict[str, Any] = {
-            name: np.frombuffer(column, dtype=np.float64 if name in FLOAT_COLUMNS else np.int32)[rows]
-            for name, column in zip(STEP_COLUMNS, self._rows)}
+        records = np.frombuffer(self._rows, dtype=STEP_DTYPE)[rows]
+        columns: dict[str, Any] = {name: records[name] for name in STEP_COLUMNS}
         for name in out:
             out[name][is_row] = columns["start"] + columns["duration"] if name == "end" else columns[name]
         return out
@@ -88,27 +96,25 @@ class StepLog:
     def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray, start: int, stop: int) -> int:
         """Writes the spans overlapping steps start..stop-1, a batch of about SPAN_STEPS_PER_PASS steps at a time so
         the temporaries stay that small; returns how many span steps come before `start`."""
-        fields = np.frombuffer(self._span_fields, dtype=np.int32).reshape(-1, len(self.SPAN_FIELDS))
-        steps_through = np.cumsum(fields[:, 0], dtype=np.int64)  # span steps up to and including each span
-        slack_through = np.cumsum(fields[:, 1], dtype=np.int64)  # slack entries likewise (one per request)
+        spans = np.frombuffer(self._spans, dtype=SPAN_DTYPE)
+        steps_through = np.cumsum(spans["steps"], dtype=np.int64)  # span steps up to and including each span
+        slack_through = np.cumsum(spans["batch"], dtype=np.int64)  # slack entries likewise (one per request)
         slack = np.frombuffer(self._slack, dtype=np.uint8 if self._slack.typecode == "B" else np.int32)
-        first = np.frombuffer(self._span_first, dtype=np.int64)
-        kv_tokens = np.frombuffer(self._span_kv, dtype=np.int64)
-        span_start = np.frombuffer(self._span_start, dtype=np.float64)
-        lo = int(np.searchsorted(first + fields[:, 0], start, side="right"))  # first span ending after `start`
+        first = spans["first"]
+        lo = int(np.searchsorted(first + spans["steps"], start, side="right"))  # first span ending after `start`
         n = int(np.searchsorted(first, stop, side="left"))  # spans from here on begin at or after `stop`
         before = (int(steps_through[lo - 1]) if lo else 0) + (max(0, start - int(first[lo])) if lo < n else 0)
         while lo < n:
             done = int(steps_through[lo - 1]) if lo else 0
             hi = min(n, max(lo + 1, int(np.searchsorted(steps_through, done + SPAN_STEPS_PER_PASS, side="right"))))
             used = slice(int(slack_through[lo - 1]) if lo else 0, int(slack_through[hi - 1]))
-            self._expand_some(out, is_row, start, fields[lo:hi], first[lo:hi], kv_tokens[lo:hi], span_start[lo:hi],
-                              slack[used])
+            self._expand_some(out, is_row, start, spans[lo:hi], slack[used])
             lo = hi
         return before
 
-    def _expand_some(self, out, is_row, window_start, fields, first, kv_tokens, start, slack) -> None:
-        sp = {name: fields[:, i].astype(np.int64) for i, name in enumerate(self.SPAN_FIELDS)}
+    def _expand_some(self, out, is_row, window_start, spans, slack) -> None:
+        sp = {name: spans[name].astype(np.int64) for name in SPAN_FIELDS}
+        first, kv_tokens, start = spans["first"], spans["kv_tokens"], spans["start"]
         lengths, b = sp["steps"], sp["batch"]
         n = len(first)
         offsets = np.cumsum(lengths) - lengths
