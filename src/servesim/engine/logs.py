@@ -189,9 +189,14 @@ class StepLog:
         b_of = batch[span_of]
         kv = (kv_tokens[span_of] + b_of * within).astype(np.float64)
         out = np.empty(len(kv))
-        order = np.argsort(b_of, kind="stable")  # one call per batch size
-        sizes, starts = np.unique(b_of[order], return_index=True)
-        bounds = np.append(starts, len(order))
+        # One call per batch size, over the steps of its spans: the spans are grouped by size (far fewer than
+        # steps to sort), then each group's steps listed span by span.
+        by_size = np.argsort(batch, kind="stable")
+        grouped = lengths[by_size]
+        before = np.cumsum(grouped) - grouped  # steps ahead of each span in the grouped order
+        order = np.repeat((np.cumsum(lengths) - lengths)[by_size] - before, grouped) + np.arange(len(kv))
+        sizes, first = np.unique(batch[by_size], return_index=True)
+        bounds = np.append(before[first], len(order))
         for size, lo, hi in zip(sizes.tolist(), bounds[:-1], bounds[1:]):
             rows = order[lo:hi]
             out[rows] = times(size, kv[rows])

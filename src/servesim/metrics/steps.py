@@ -148,11 +148,14 @@ def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
         "kv_usage_mean": _time_weighted(usage, durations),
     }
     del usage
-    column = np.empty(n)  # one float column at a time for the time-weighted means
-    for name, key in (("running", "running_mean"), ("num_tokens", "mean_batch_tokens")):
-        for seg in segments(steps, (name,), kv_blocks_usable):
+    # Both columns in one pass, as int32 (together no larger than one float column): fixed_dot multiplies them
+    # into float64 chunk by chunk, the same products as from float64 copies.
+    counts = {"running": np.empty(n, dtype=np.int32), "num_tokens": np.empty(n, dtype=np.int32)}
+    for seg in segments(steps, tuple(counts), kv_blocks_usable):
+        for name, column in counts.items():
             column[seg.offset: seg.offset + len(seg.columns[name])] = seg.columns[name]
-        engine[key] = _time_weighted(column, durations)
+    engine["running_mean"] = _time_weighted(counts["running"], durations)
+    engine["mean_batch_tokens"] = _time_weighted(counts["num_tokens"], durations)
     engine.update({"running_peak": peaks["running"], "waiting_peak": peaks["waiting"],
                    "last_step_end_s": peaks["end"] if n else 0.0})
     order = ("steps", "busy_s", "kv_usage_peak", "kv_usage_mean", "running_mean", "running_peak", "waiting_peak",
