@@ -41,8 +41,8 @@ class StepLog:
     def __init__(self, block_size: int, cost):
         self.block_size = block_size
         self._cost = cost
-        self._rows = bytearray()  # STEP_RECORDs
-        self._spans = bytearray()  # SPAN_RECORDs
+        self._rows = array("B")  # STEP_RECORDs
+        self._spans = array("B")  # SPAN_RECORDs
         self._slack = array("B" if block_size <= 256 else "i")  # every span's requests' block slack, concatenated
         self._count = 0
 
@@ -55,7 +55,7 @@ class StepLog:
 
     def append(self, *row) -> None:
         """One step: values in STEP_COLUMNS order."""
-        self._rows += STEP_RECORD.pack(*row)
+        self._rows.frombytes(STEP_RECORD.pack(*row))
         self._count += 1
 
     def append_span(self, start: float, ends: list[float], batch: int, kv_tokens: int, waiting: int,
@@ -64,8 +64,8 @@ class StepLog:
         KV tokens. Request r takes a KV block after slack[r] + 1 steps and then every block_size steps."""
         steps = len(ends)
         assert len(slack) == batch, "a span's slack has one entry per request in its batch"
-        self._spans += SPAN_RECORD.pack(self._count, kv_tokens, start, steps, batch, waiting, kv_used_before,
-                                        running_after, kv_used_after)
+        self._spans.frombytes(SPAN_RECORD.pack(self._count, kv_tokens, start, steps, batch, waiting, kv_used_before,
+                                               running_after, kv_used_after))
         if self._slack.typecode == "B":
             self._slack.frombytes(bytes(slack))  # one C loop, not a parse per value
         else:
