@@ -138,14 +138,16 @@ class StepLog:
             durations = self._span_durations(b, kv_tokens, lengths, span_of, within)
             if "duration" in out:
                 put("duration", durations)
-            ends = self._span_ends(start, durations, lengths, offsets)
-            if "end" in out:  # start + duration: for a span step, the previous end + duration = its end
-                put("end", ends)
-            if "start" in out:
-                ends[1:] = ends[:-1]  # each step starts when the one before it ends ...
-                ends[offsets] = start  # ... and a span's first at the span's start
-                put("start", ends)
-            del durations, ends
+            if {"start", "end"} & out.keys():  # the ends: a sequential sum over each span, only when asked for
+                ends = self._span_ends(start, durations, lengths, offsets)
+                if "end" in out:  # start + duration: for a span step, the previous end + duration = its end
+                    put("end", ends)
+                if "start" in out:
+                    ends[1:] = ends[:-1]  # each step starts when the one before it ends ...
+                    ends[offsets] = start  # ... and a span's first at the span's start
+                    put("start", ends)
+                del ends
+            del durations
         for name in ("num_tokens", "decode_tokens", "num_seqs", "running"):
             if name in out:
                 put(name, b[span_of])

@@ -114,6 +114,13 @@ class StepStats(NamedTuple):
     replicas: dict[int, dict]  # per replica: steps, busy_s, kv_usage_peak, kv_usage_mean
 
 
+def _last_end(steps, step: int) -> float:
+    """A replica's last step end, its latest (a replica's steps follow one another), read without its other ends."""
+    if isinstance(steps, StepTable):
+        return float(steps.window(("end",), step, step + 1)["end"][0])
+    return float(steps["start"][step] + steps["duration"][step])
+
+
 def _time_weighted(values: np.ndarray, durations: np.ndarray) -> float | None:
     total = durations.sum()
     return fixed_dot(values, durations) / float(total) if total > 0 else None
@@ -127,7 +134,7 @@ def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
     n = num_steps(steps)
     durations, usage = np.empty(n), np.empty(n)
     replicas, peaks = {}, {"running": 0, "waiting": 0, "end": -np.inf}
-    for seg in segments(steps, ("duration", "end", "kv_blocks_used", "running", "waiting"), kv_blocks_usable):
+    for seg in segments(steps, ("duration", "kv_blocks_used", "running", "waiting"), kv_blocks_usable):
         cols = seg.columns
         rows = slice(seg.offset, seg.offset + len(cols["duration"]))
         durations[rows] = cols["duration"]
@@ -139,7 +146,7 @@ def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
         if len(mine):
             peaks["running"] = max(peaks["running"], int(cols["running"].max()))
             peaks["waiting"] = max(peaks["waiting"], int(cols["waiting"].max()))
-            peaks["end"] = max(peaks["end"], float(cols["end"].max()))
+            peaks["end"] = max(peaks["end"], _last_end(steps, seg.offset + len(mine) - 1))
         del cols, seg
     engine = {
         "steps": n,
