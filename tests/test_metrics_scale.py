@@ -93,3 +93,13 @@ def test_fixed_dot_is_exact_on_integers_and_close_to_the_exact_sum():
     assert abs(fixed_sum.fixed_dot(values, weights) - exact) <= 1e-12 * exact
     with pytest.raises(ValueError, match="lengths differ"):
         fixed_sum.fixed_dot(values, weights[:-1])
+
+
+def test_step_statistics_of_a_plain_dict_finds_the_latest_end_whatever_the_row_order():
+    # A dict of step columns is one segment that may interleave replicas: its last row is not its latest end.
+    from servesim.engine.logs import STEP_COLUMNS
+    from servesim.metrics.steps import step_statistics
+
+    cols = {name: np.ones(3, dtype=np.int64) for name in STEP_COLUMNS}
+    cols |= {"start": np.array([0.0, 5.0, 1.0]), "duration": np.array([1.0, 1.0, 1.0]), "replica": np.array([0, 1, 0])}
+    assert step_statistics(cols, 10).engine["last_step_end_s"] == 6.0

@@ -115,10 +115,11 @@ class StepStats(NamedTuple):
 
 
 def _last_end(steps, step: int) -> float:
-    """A replica's last step end, its latest (a replica's steps follow one another), read without its other ends."""
+    """A replica's last step end, its latest (a replica's steps follow one another), read without its other ends.
+    A plain dict of columns is one segment that may interleave replicas: its latest end is the maximum."""
     if isinstance(steps, StepTable):
         return float(steps.window(("end",), step, step + 1)["end"][0])
-    return float(steps["start"][step] + steps["duration"][step])
+    return float(np.max(steps["start"] + steps["duration"]))
 
 
 def _time_weighted(values: np.ndarray, durations: np.ndarray) -> float | None:
