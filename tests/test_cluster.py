@@ -167,9 +167,19 @@ class FakeView:
         return self.kv
 
 
+def loaded(loads):
+    """Idle replicas whose outstanding requests are `loads` (requests on their way in): the least-outstanding
+    router takes real replicas, since compiled it calls them natively."""
+    reps = engines(workload(5), len(loads), True)
+    for rep, load in zip(reps, loads):
+        rep.incoming = load
+    return reps
+
+
 def test_router_choices():
     views = [FakeView(5, 0.5), FakeView(2, 0.9), FakeView(2, 0.1), FakeView(7, 0.0)]
-    assert make_router("least-outstanding", 4).choose(0, views, 0.0) == 1  # lowest index among the least loaded
+    assert make_router("least-outstanding", 4).choose(0, loaded([5, 2, 2, 7]), 0.0) == 1  # lowest index of the least
+    assert make_router("least-outstanding", 4).choose(0, loaded([0, 3, 0, 0]), 0.0) == 0
     assert make_router("least-kv", 4).choose(0, views, 0.0) == 3
     p2 = make_router("power-of-two", 4, seed=9)
     picks = [p2.choose(0, views, 0.0) for _ in range(200)]

@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servesim.engine.kv_cache import KVCacheManager, cdiv
+from servesim.engine.kv_cache import KVCacheManager, RequestBlocks, cdiv
 
 
 def manager(blocks, shared_tokens=None, caching=True, bs=16):
@@ -15,7 +15,8 @@ def manager(blocks, shared_tokens=None, caching=True, bs=16):
             return ("g", group, i)
         return ("u", rid, i)
 
-    return KVCacheManager(blocks, bs, caching, key, lambda rid: shared_tokens.get(rid, (None, 0))[1] // bs)
+    return KVCacheManager(blocks, bs, caching, key, lambda rid: shared_tokens.get(rid, (None, 0))[1] // bs,
+                          RequestBlocks(8))
 
 
 ops = st.lists(st.tuples(st.sampled_from(["admit", "extend", "free", "preempt"]), st.integers(0, 7),
@@ -46,7 +47,7 @@ def test_accounting_never_goes_wrong(seq, blocks, caching):
             del live[rid]
             if op == "preempt":
                 preempted.add(rid)
-        held = sum(kv.n_blocks.values())
+        held = sum(kv.n_blocks)
         distinct_shared = len({b for r in live for b in kv.registered[r]})
         own = sum(kv.n_blocks[r] - len(kv.registered[r]) for r in live)
         assert kv.num_used == own + distinct_shared  # a shared block is counted once however many use it

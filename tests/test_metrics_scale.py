@@ -95,6 +95,23 @@ def test_fixed_dot_is_exact_on_integers_and_close_to_the_exact_sum():
         fixed_sum.fixed_dot(values, weights[:-1])
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(0, 150_000), max_size=6), st.integers(0, 2**32 - 1))
+def test_fixed_dot_fed_in_pieces_gives_the_bits_of_the_whole(cuts, seed):
+    # step_statistics streams the replicas' columns through FixedDot instead of keeping cluster-wide arrays.
+    from servesim.metrics import fixed_sum
+    rng = np.random.default_rng(seed)
+    # Magnitudes far apart, so a chunk's sum drops small terms: chunks cut elsewhere would give other bits.
+    values, weights = rng.choice([1e16, -1e16, 1.0, 3.0], 300_000), rng.random(300_000)
+    edges = [0, *sorted(cuts), len(values)]
+    streamed = fixed_sum.FixedDot()
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        streamed.add(values[lo:hi], weights[lo:hi])
+    assert streamed.value() == fixed_sum.fixed_dot(values, weights)
+    with pytest.raises(ValueError, match="lengths differ"):
+        streamed.add(values[:3], weights[:2])
+
+
 def test_step_statistics_of_a_plain_dict_finds_the_latest_end_whatever_the_row_order():
     # A dict of step columns is one segment that may interleave replicas: its last row is not its latest end.
     from servesim.engine.logs import STEP_COLUMNS

@@ -19,6 +19,7 @@ from pathlib import Path
 MODULES = (
     "servesim.cluster.driver",
     "servesim.cluster.replica",
+    "servesim.engine.config",
     "servesim.engine.engine",
     "servesim.engine.kv_cache",
     "servesim.engine.logs",

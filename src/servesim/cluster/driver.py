@@ -10,7 +10,7 @@ replica as it stands at the arrival instant.
 
 from __future__ import annotations
 
-import heapq
+from heapq import heappop, heappush  # names, not heapq.X: compiled, one attribute lookup fewer per call
 import math
 from array import array
 from typing import Callable
@@ -46,7 +46,7 @@ class ArrivalSource:
 
     def pop(self) -> tuple[float, int]:
         if self.closed:
-            return heapq.heappop(self._heap)
+            return heappop(self._heap)
         rid = self._next_rid
         self._next_rid += 1
         at = self._upcoming
@@ -56,7 +56,7 @@ class ArrivalSource:
     def done(self, rid: int, now: float) -> None:
         """A request finished (or was rejected); a closed-loop client sends its next one."""
         if self.closed and self._next_rid < self.n:
-            heapq.heappush(self._heap, (now + self.think, self._next_rid))
+            heappush(self._heap, (now + self.think, self._next_rid))
             self._next_rid += 1
 
 
@@ -101,22 +101,21 @@ class ClusterRun:
         decode_cfg, dreq = decode_engine.cfg, decode_engine.req
         handoffs, arrivals, answered, events = self._handoffs, self._arrivals, self._answered, self._events
         version, replicas = self._version, self.replicas
-        next_arrival = source.next_time
         inf = math.inf
         now = 0.0
         while True:
             while events and events[0][1] != version[events[0][2]]:
-                heapq.heappop(events)  # rescheduled since
+                heappop(events)  # rescheduled since
             t_step = events[0][0] if events else inf
             t_done = answered[0][0] if answered else inf
-            t_src = next_arrival()
+            t_src = source.next_time()  # a native call (a bound method in a local is called generically)
             t_hand = handoffs[0][0] if handoffs else inf
             t_arr = arrivals[0][0] if arrivals else inf
             t_event = min(t_done, t_src, t_hand, t_arr)
             if t_event <= t_step and t_event < inf:  # outside events first at equal times
                 now = t_event
                 if t_done == t_event:  # a closed-loop client got its answer: it sends next, in time order
-                    at, rid = heapq.heappop(answered)
+                    at, rid = heappop(answered)
                     source.done(rid, at)
                 elif t_src == t_event:
                     at, rid = source.pop()
@@ -133,18 +132,18 @@ class ClusterRun:
                         source.done(rid, at)
                         self._count(1)
                 elif t_hand == t_event:
-                    at, rid, p = heapq.heappop(handoffs)
+                    at, rid, p = heappop(handoffs)
                     self._bring_up_to(self.decode, at)
                     self._hand_over(rid, p, at)
                 else:
-                    at, rid, d = heapq.heappop(arrivals)
+                    at, rid, d = heappop(arrivals)
                     target = self.decode[d]
                     target.incoming -= 1
                     self._deliver(target, rid, at, dreq.prompt_len[rid] - 1)
                 continue
             if not events:
                 break
-            now, _, i = heapq.heappop(events)
+            now, _, i = heappop(events)
             rep = replicas[i]
             if rep.engine.pending is not None:
                 self._settle(rep, inf)
@@ -158,7 +157,7 @@ class ClusterRun:
 
     def _schedule(self, rep: Replica, at: float) -> None:
         self._version[rep.index] += 1
-        heapq.heappush(self._events, (at, self._version[rep.index], rep.index))
+        heappush(self._events, (at, self._version[rep.index], rep.index))
 
     def _start(self, rep: Replica, now: float) -> None:
         # A lone co-located replica gets every arrival: plan its span only up to the next one.
@@ -190,12 +189,12 @@ class ClusterRun:
             return
         if rep.role == "prefill":
             for rid in fin:
-                heapq.heappush(self._handoffs, (end, rid, rep.index))
+                heappush(self._handoffs, (end, rid, rep.index))
             return
         if self._closed:  # finish times differ within a span: answer clients in time order
             finished = rep.engine.req.finished
             for rid in fin:
-                heapq.heappush(self._answered, (finished[rid], rid))
+                heappush(self._answered, (finished[rid], rid))
         self._count(len(fin))
 
     def _count(self, n: int) -> None:
@@ -225,7 +224,7 @@ class ClusterRun:
         target.incoming += 1
         preq = self.entry[p].engine.req
         arrive = self.transfer.send(preq.prompt_len[rid], p, d, preq.first_scheduled[rid], at)
-        heapq.heappush(self._arrivals, (arrive, rid, d))
+        heappush(self._arrivals, (arrive, rid, d))
 
 
 def run_replica(engine, workload: Workload, progress: Callable[[int], None] | None = None) -> float:

@@ -1,7 +1,8 @@
 """Routers: which replica of a pool a new request goes to.
 
-A router sees each replica through `ReplicaView`: outstanding requests and KV usage as they stand at the
-routing instant (a step in flight still counts the requests it will finish). Names as on the CLI:
+A router sees each replica through its `outstanding(now)` and `kv_usage(now)` (cluster/replica.py): outstanding
+requests and KV usage as they stand at the routing instant (a step in flight still counts the requests it will
+finish). Names as on the CLI:
 round-robin, least-outstanding, least-kv, power-of-two, prefix-affinity.
 """
 
@@ -12,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from servesim.cluster.replica import Replica
 from servesim.errors import choices_error
 
 PREFIX_AFFINITY_LOAD_CAP = 4  # default: how many more outstanding requests than the least loaded replica
@@ -39,9 +41,14 @@ class LeastOutstandingRouter:
     def __init__(self, n: int, **_):
         pass
 
-    def choose(self, rid: int, replicas, now: float) -> int:
-        loads = [r.outstanding(now) for r in replicas]
-        return loads.index(min(loads))  # the first of the least loaded
+    def choose(self, rid: int, replicas: list[Replica], now: float) -> int:
+        # Typed and a plain loop: compiled, each replica's load is a native call (it runs at every arrival).
+        best, least = 0, -1
+        for i, replica in enumerate(replicas):
+            load = replica.outstanding(now)
+            if load < least or least < 0:
+                best, least = i, load
+        return best  # the first of the least loaded
 
 
 class LeastKVRouter:

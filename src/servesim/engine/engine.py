@@ -13,15 +13,13 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections import deque
-from typing import NamedTuple
-
-import numpy as np
 
 from servesim.engine.config import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager
 from servesim.engine.logs import EmitLog, StepLog
 from servesim.engine.requests import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
-from servesim.perf.base import StepCostModel, decode_span_until, step_shape
+from servesim.perf.base import StepCostModel, StepTotals, decode_span_until
+from servesim.perf.calibrated import CalibratedModel
 
 SPAN_CHUNK = 256  # most steps one span plans; a longer quiet stretch takes several
 FINISH_LENGTH, FINISH_MODEL_LEN, FINISH_REJECTED = 1, 2, 3
@@ -32,12 +30,15 @@ def rejects(cfg: EngineConfig, prompt: int, max_tokens: int) -> bool:
     return prompt <= 0 or prompt > cfg.max_model_len or (cfg.reject_overlong and prompt + max_tokens > cfg.max_model_len)
 
 
-class SpanPlan(NamedTuple):
-    start: float
-    kv_tokens: int  # KV read by the span's first step
-    ends: list[float]  # end time of each step
-    slack: list[int]  # per running request, sorted: decode steps before it needs a new KV block
-    kv_used: int  # blocks in use before the span
+class SpanPlan:
+    """A planned decode span (a plain class: compiled, a native object; a NamedTuple is built by Python code)."""
+
+    def __init__(self, start: float, kv_tokens: int, ends: list[float], slack: list[int], kv_used: int):
+        self.start = start
+        self.kv_tokens = kv_tokens  # KV read by the span's first step
+        self.ends = ends  # end time of each step
+        self.slack = slack  # per running request, sorted: decode steps before it needs a new KV block
+        self.kv_used = kv_used  # blocks in use before the span
 
 
 class ReplicaEngine:
@@ -46,13 +47,15 @@ class ReplicaEngine:
         cfg.validate()
         self.cfg = cfg
         self.cost = cost
+        # The usual clock, typed: compiled, its calls are native instead of going through the Python protocol.
+        self.calibrated: CalibratedModel | None = cost if isinstance(cost, CalibratedModel) else None
         self.policy = policy
         self.req = requests
         self.replica_id = replica_id
         self.use_spans = use_spans
         bs = cfg.block_size
         self.kv = KVCacheManager(cfg.num_gpu_blocks, bs, cfg.enable_prefix_caching, requests.block_key_fn(bs),
-                                 requests.shared_blocks_fn(bs), cfg.watermark)
+                                 requests.shared_blocks_fn(bs), requests.blocks(), cfg.watermark)
         self.running: list[int] = []
         # A policy may order its waiting queue (by priority, by client); vLLM's is first come, first served.
         make_queue = getattr(policy, "make_waiting_queue", None)
@@ -200,14 +203,22 @@ class ReplicaEngine:
         if not scheduled and not self.preempted_now and not self.running:
             raise RuntimeError(f"policy {self.policy.name} scheduled nothing with {len(self.waiting)} requests waiting")
         nc, pl, no = req.num_computed, req.prompt_len, req.num_output
-        shape = step_shape([(n, nc[rid]) for rid, n in scheduled])
+        totals = StepTotals()
         emitting = []
         for rid, n in scheduled:
-            c = nc[rid] = nc[rid] + n
+            c = nc[rid]
+            totals.add(n, c)
+            c = nc[rid] = c + n
             if c == pl[rid] + no[rid]:
                 emitting.append(rid)
-        tokens, num_seqs, prefill_tokens = shape.num_tokens, shape.num_seqs, shape.prefill_tokens
-        duration = self.cost.step_time(shape) if tokens else 0.0
+        tokens, num_seqs, prefill_tokens = totals.num_tokens, totals.num_seqs, totals.prefill_tokens
+        calibrated = self.calibrated
+        if not tokens:
+            duration = 0.0
+        elif calibrated is not None:
+            duration = calibrated.totals_time(totals)
+        else:
+            duration = self.cost.step_time(totals.shape())
         end = now + duration
         step = len(self.steps)
         self.step_kv_used = self.kv.num_used
@@ -228,7 +239,7 @@ class ReplicaEngine:
                 last_emit[rid] = step
             else:
                 emits.emit(rid, step)
-            if req.first_token[rid] < 0:
+            if no[rid] == 1:  # its first token (outputs survive preemption, so this happens once)
                 req.first_token[rid] = end
             if no[rid] >= mt[rid]:
                 done.append((rid, FINISH_LENGTH))
@@ -247,8 +258,9 @@ class ReplicaEngine:
             self.emits.close(rid)
             self.finished_now.append(rid)
         self.num_finished += len(done)
-        status = req.status
-        self.running = [r for r in self.running if status[r] == RUNNING]
+        running = self.running
+        for rid, _ in done:  # every finisher was running, and removing keeps the others' order
+            running.remove(rid)
 
     # --- quiet decode spans ---
 
@@ -285,7 +297,11 @@ class ReplicaEngine:
             if k_max < 1:
                 return None
         kv_tokens += b
-        ends = decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon)
+        calibrated = self.calibrated
+        if calibrated is not None:
+            ends = calibrated.decode_span_until(b, kv_tokens, k_max, now, horizon)
+        else:
+            ends = decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon)
         return SpanPlan(now, kv_tokens, ends, slack, kv.num_used)
 
     def _apply_span(self, k: int, now: float, kv_tokens: int, ends: list[float], slack_sorted: list[int]) -> None:
@@ -299,8 +315,8 @@ class ReplicaEngine:
             entry = [(rid, 1) for rid in running]
             self.schedule_log.extend((entry, []) for _ in range(k))
         used_before = kv.num_used
-        n_blocks = kv.n_blocks
-        n_hashed = kv.n_hashed if kv.enable_caching else {}  # without caching nothing is hashed: a scratch dict
+        n_blocks, n_hashed = kv.n_blocks, kv.n_hashed
+        caching = kv.enable_caching  # without caching nothing is hashed
         new_blocks = 0
         done = []
         emits = self.emits
@@ -313,13 +329,14 @@ class ReplicaEngine:
             if grow > 0:
                 n_blocks[rid] += grow
                 new_blocks += grow
-            n_hashed[rid] = c // bs
+            if caching:
+                n_hashed[rid] = c // bs
             nc[rid] = c
             out = no[rid] = no[rid] + k
             if last_emit[rid] != continuing:
                 emits.close_range(rid)
                 range_start[rid] = first_step
-                if first_token[rid] < 0:  # its last prompt token was the one pending
+                if out == k:  # no output before: its last prompt token was the one pending
                     first_token[rid] = ends[0]
             last_emit[rid] = last_step
             if out >= mt[rid]:

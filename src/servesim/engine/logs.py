@@ -53,9 +53,11 @@ class StepLog:
     def num_spans(self) -> int:
         return len(self._spans) // SPAN_RECORD.size
 
-    def append(self, *row) -> None:
-        """One step: values in STEP_COLUMNS order."""
-        self._rows.frombytes(STEP_RECORD.pack(*row))
+    def append(self, start: float, duration: float, num_tokens: int, prefill_tokens: int, decode_tokens: int,
+               num_seqs: int, running: int, waiting: int, kv_blocks_used: int, preempted: int) -> None:
+        """One step, its STEP_COLUMNS (named, not *row: compiled, a star call builds a tuple and parses it)."""
+        self._rows.frombytes(STEP_RECORD.pack(start, duration, num_tokens, prefill_tokens, decode_tokens, num_seqs,
+                                              running, waiting, kv_blocks_used, preempted))
         self._count += 1
 
     def append_span(self, start: float, ends: list[float], batch: int, kv_tokens: int, waiting: int,
@@ -162,9 +164,8 @@ class StepLog:
             # Blocks in use after step j (1-based) of a span: with (q, m) = divmod(j - 1, block_size), every
             # request took q blocks, plus one more if its slack <= m.
             bs = self.block_size
-            counts = np.zeros((n, bs), dtype=np.int64)
-            np.add.at(counts, (np.repeat(np.arange(n), b), slack), 1)
-            at_most = np.cumsum(counts, axis=1)
+            cells = np.repeat(np.arange(n) * bs, b) + slack  # (span, slack) as one index: bincount, not np.add.at
+            at_most = np.cumsum(np.bincount(cells, minlength=n * bs).reshape(n, bs), axis=1)
             q, m = np.divmod(within, bs)
             put("kv_blocks_used", sp["kv_used_before"][span_of] + b[span_of] * q + at_most[span_of, m])
             put("kv_blocks_used", sp["kv_used_after"], at_last=True)
@@ -205,22 +206,26 @@ class StepLog:
         return out
 
 
-def new_emit_cursors(num_requests: int) -> tuple[array, array]:
-    return array("q", [-10]) * num_requests, array("q", bytes(8 * num_requests))
+def new_emit_cursors(num_requests: int) -> tuple[list[int], list[int]]:
+    # Lists, not array("q"): the compiled engine reads a list item natively, an array item through a generic
+    # call that boxes a new int. Both hold 8 bytes a request while the values are small shared ints.
+    return [-10] * num_requests, [0] * num_requests
+
+
+RANGE_RECORD = Struct("<3q")  # request, first step, last step
+RANGE_DTYPE = np.dtype([("rid", "<i8"), ("lo", "<i8"), ("hi", "<i8")])
 
 
 class EmitLog:
     """Token emissions as (request, first step, last step) ranges of consecutive steps."""
 
-    def __init__(self, num_requests: int, cursors: tuple[array, array] | None = None):
-        """`cursors`: the (last, first) arrays below, shared by the replicas serving one request table (a request
+    def __init__(self, num_requests: int, cursors: tuple[list[int], list[int]] | None = None):
+        """`cursors`: the (last, first) lists below, shared by the replicas serving one request table (a request
         emits on one of them), so that each replica does not keep a pair as long as the whole workload."""
         if cursors is None:
             cursors = new_emit_cursors(num_requests)
         self.last, self.first = cursors  # step of the latest token (negative before the first); first step of the open range
-        self.rid = array("q")
-        self.lo = array("q")
-        self.hi = array("q")
+        self._ranges = array("B")  # closed ranges as RANGE_RECORDs: one append each, not three
 
     def emit(self, rid: int, step: int) -> None:
         self.emit_range(rid, step, step)
@@ -235,18 +240,14 @@ class EmitLog:
         """End the request's open range, if it has one (a gap in its tokens follows)."""
         last = self.last[rid]
         if last >= 0:
-            self._close(rid, last)
+            self._ranges.frombytes(RANGE_RECORD.pack(rid, self.first[rid], last))
 
     def close(self, rid: int) -> None:
-        if self.last[rid] >= 0:
-            self._close(rid, self.last[rid])
-            self.last[rid] = -10  # closed: a later emission (none should come) would open a new range
-
-    def _close(self, rid: int, last: int) -> None:
-        self.rid.append(rid)
-        self.lo.append(self.first[rid])
-        self.hi.append(last)
+        """The request is done: end its open range and reset its cursors (small shared ints again)."""
+        self.close_range(rid)
+        self.last[rid] = -10  # closed: a later emission (none should come) would open a new range
+        self.first[rid] = 0
 
     def as_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return (np.frombuffer(self.rid, dtype=np.int64).copy(), np.frombuffer(self.lo, dtype=np.int64).copy(),
-                np.frombuffer(self.hi, dtype=np.int64).copy())
+        ranges = np.frombuffer(self._ranges, dtype=RANGE_DTYPE)
+        return ranges["rid"].copy(), ranges["lo"].copy(), ranges["hi"].copy()

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from servesim.engine.kv_cache import RequestBlocks
 from servesim.engine.logs import new_emit_cursors
 
 NOT_YET = -1.0  # a time that has not happened
@@ -49,14 +50,21 @@ class RequestTable:
         self.first_token = array("d", [NOT_YET]) * n
         self.finished = array("d", [NOT_YET]) * n
         self.finish_reason = bytearray(n)  # 0 none, 1 length (max_tokens), 2 max_model_len, 3 rejected
-        self._emit_cursors: tuple[array, array] | None = None
+        self._emit_cursors: tuple[list[int], list[int]] | None = None
+        self._blocks: RequestBlocks | None = None
 
-    def emit_cursors(self) -> tuple[array, array]:
-        """Each request's open run of emitted tokens, one pair of arrays for every replica serving this table:
+    def emit_cursors(self) -> tuple[list[int], list[int]]:
+        """Each request's open run of emitted tokens, one pair of lists for every replica serving this table:
         a request emits on one replica of it only."""
         if self._emit_cursors is None:
             self._emit_cursors = new_emit_cursors(self.n)
         return self._emit_cursors
+
+    def blocks(self) -> RequestBlocks:
+        """Each request's KV block counts, one set for every replica serving this table (like the cursors)."""
+        if self._blocks is None:
+            self._blocks = RequestBlocks(self.n)
+        return self._blocks
 
     # Block hashes: a shared block is named by the chained prefix id covering its last token and the token
     # offset into that prefix block, so two requests share exactly the blocks whose every token is shared.

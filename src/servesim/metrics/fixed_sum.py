@@ -19,3 +19,36 @@ def fixed_dot(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) != len(b):
         raise ValueError(f"fixed_dot: lengths differ ({len(a)} and {len(b)})")
     return math.fsum(float(np.sum(a[i:i + CHUNK] * b[i:i + CHUNK])) for i in range(0, len(a), CHUNK))
+
+
+class FixedDot:
+    """fixed_dot of two arrays that arrive in pieces, in order: the same chunks of the whole, so the same bits,
+    without holding the whole arrays."""
+
+    def __init__(self) -> None:
+        self._sums: list[float] = []
+        self._held: tuple[np.ndarray, np.ndarray] | None = None  # the start of a chunk still being filled
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        if len(a) != len(b):
+            raise ValueError(f"FixedDot.add: lengths differ ({len(a)} and {len(b)})")
+        start = 0
+        if self._held is not None:
+            held_a, held_b = self._held
+            start = min(len(a), CHUNK - len(held_a))
+            a0, b0 = np.concatenate([held_a, a[:start]]), np.concatenate([held_b, b[:start]])
+            self._held = None
+            if len(a0) < CHUNK:
+                self._held = (a0, b0)
+                return
+            self._sums.append(float(np.sum(a0 * b0)))
+        full = start + (len(a) - start) // CHUNK * CHUNK
+        self._sums.extend(float(np.sum(a[i:i + CHUNK] * b[i:i + CHUNK])) for i in range(start, full, CHUNK))
+        if full < len(a):
+            self._held = (np.array(a[full:]), np.array(b[full:]))  # copies: the caller may reuse its buffers
+
+    def value(self) -> float:
+        if self._held is not None:
+            self._sums.append(float(np.sum(self._held[0] * self._held[1])))
+            self._held = None
+        return math.fsum(self._sums)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,7 @@ def write_result(result, out_dir: str | Path) -> Path:
         "servesim_version": __version__,
         "seed": result.config.seed,
         "config": config,
-        "engine": result.engine_config.__dict__,
+        "engine": asdict(result.engine_config),
         "memory": result.memory.as_dict() if result.memory else None,
         "workload": result.workload.describe(),
         "meta": result.meta,

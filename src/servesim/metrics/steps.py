@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from servesim.engine.logs import FLOAT_COLUMNS, STEP_COLUMNS
-from servesim.metrics.fixed_sum import fixed_dot
+from servesim.metrics.fixed_sum import FixedDot, fixed_dot
 
 COLUMNS = STEP_COLUMNS + ("replica", "kv_blocks_usable")
 
@@ -122,50 +122,50 @@ def _last_end(steps, step: int) -> float:
     return float(np.max(steps["start"] + steps["duration"]))
 
 
-def _time_weighted(values: np.ndarray, durations: np.ndarray) -> float | None:
-    total = durations.sum()
-    return fixed_dot(values, durations) / float(total) if total > 0 else None
-
-
 def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
-    """Busy time, KV usage, batch sizes and queue peaks over all steps and per replica, two cluster-wide float
-    columns alive at a time. Kept on a StepTable, so the summary and the cluster summary share one pass."""
+    """Busy time, KV usage, batch sizes and queue peaks over all steps and per replica, in one pass over the
+    replicas; only the durations are kept for the whole cluster (their numpy sum needs the whole array). Kept on
+    a StepTable, so the summary and the cluster summary share the pass."""
     if isinstance(steps, StepTable) and steps.stats is not None:
         return steps.stats
     n = num_steps(steps)
-    durations, usage = np.empty(n), np.empty(n)
-    replicas, peaks = {}, {"running": 0, "waiting": 0, "end": -np.inf}
-    for seg in segments(steps, ("duration", "kv_blocks_used", "running", "waiting"), kv_blocks_usable):
+    durations = np.empty(n)
+    weighted = {name: FixedDot() for name in ("kv_usage", "running", "num_tokens")}  # each times the durations
+    replicas, peaks = {}, {"running": 0, "waiting": 0, "end": -np.inf, "kv_usage": 0.0}
+    names = ("duration", "kv_blocks_used", "running", "waiting", "num_tokens")
+    for seg in segments(steps, names, kv_blocks_usable):
         cols = seg.columns
-        rows = slice(seg.offset, seg.offset + len(cols["duration"]))
-        durations[rows] = cols["duration"]
-        usage[rows] = cols["kv_blocks_used"] / np.maximum(1, seg.usable)
-        mine, busy = durations[rows], float(durations[rows].sum())
+        mine = cols["duration"]
+        durations[seg.offset: seg.offset + len(mine)] = mine
+        usage = cols["kv_blocks_used"] / np.maximum(1, seg.usable)
+        for name, values in (("kv_usage", usage), ("running", cols["running"]), ("num_tokens", cols["num_tokens"])):
+            weighted[name].add(values, mine)
+        busy = float(mine.sum())
         replicas[seg.replica] = {"steps": len(mine), "busy_s": busy,
-                                 "kv_usage_peak": float(usage[rows].max()) if len(mine) else 0.0,
-                                 "kv_usage_mean": fixed_dot(usage[rows], mine) / busy if busy > 0 else 0.0}
+                                 "kv_usage_peak": float(usage.max()) if len(mine) else 0.0,
+                                 "kv_usage_mean": fixed_dot(usage, mine) / busy if busy > 0 else 0.0}
         if len(mine):
             peaks["running"] = max(peaks["running"], int(cols["running"].max()))
             peaks["waiting"] = max(peaks["waiting"], int(cols["waiting"].max()))
+            peaks["kv_usage"] = max(peaks["kv_usage"], float(usage.max()))
             peaks["end"] = max(peaks["end"], _last_end(steps, seg.offset + len(mine) - 1))
-        del cols, seg
+        del cols, seg, mine, usage
+    total = durations.sum()
+
+    def time_weighted(name: str) -> float | None:
+        return weighted[name].value() / float(total) if total > 0 else None
+
     engine = {
         "steps": n,
-        "busy_s": float(durations.sum()),
-        "kv_usage_peak": float(usage.max()) if n else 0.0,
-        "kv_usage_mean": _time_weighted(usage, durations),
+        "busy_s": float(total),
+        "kv_usage_peak": peaks["kv_usage"] if n else 0.0,
+        "kv_usage_mean": time_weighted("kv_usage"),
+        "running_mean": time_weighted("running"),
+        "mean_batch_tokens": time_weighted("num_tokens"),
+        "running_peak": peaks["running"],
+        "waiting_peak": peaks["waiting"],
+        "last_step_end_s": peaks["end"] if n else 0.0,
     }
-    del usage
-    # Both columns in one pass, as int32 (together no larger than one float column): fixed_dot multiplies them
-    # into float64 chunk by chunk, the same products as from float64 copies.
-    counts = {"running": np.empty(n, dtype=np.int32), "num_tokens": np.empty(n, dtype=np.int32)}
-    for seg in segments(steps, tuple(counts), kv_blocks_usable):
-        for name, column in counts.items():
-            column[seg.offset: seg.offset + len(seg.columns[name])] = seg.columns[name]
-    engine["running_mean"] = _time_weighted(counts["running"], durations)
-    engine["mean_batch_tokens"] = _time_weighted(counts["num_tokens"], durations)
-    engine.update({"running_peak": peaks["running"], "waiting_peak": peaks["waiting"],
-                   "last_step_end_s": peaks["end"] if n else 0.0})
     order = ("steps", "busy_s", "kv_usage_peak", "kv_usage_mean", "running_mean", "running_peak", "waiting_peak",
              "mean_batch_tokens", "last_step_end_s")
     stats = StepStats({key: engine[key] for key in order}, replicas)

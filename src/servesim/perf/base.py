@@ -51,22 +51,50 @@ def decode_span_until(cost, num_seqs: int, kv_tokens: int, max_steps: int, now: 
     return ends[:k].tolist()
 
 
+class StepTotals:
+    """A StepShape summed as the step's requests are scheduled, as a native object: compiled, adding a request and
+    reading the sums cost no allocation (building a StepShape runs Python code: it is a NamedTuple)."""
+
+    def __init__(self) -> None:
+        self.num_tokens = self.num_seqs = self.num_sampled = self.prefill_seqs = self.prefill_tokens = 0
+        self.prefill_kv_tokens = self.decode_seqs = self.decode_kv_tokens = 0
+        self.prefill_attn_pairs = 0.0  # whole numbers, exact in a float below 2^53 (a step has ~1e9 at most)
+
+    @staticmethod
+    def of(s: StepShape) -> StepTotals:
+        t = StepTotals()
+        t.num_tokens, t.num_seqs, t.num_sampled = int(s.num_tokens), int(s.num_seqs), int(s.num_sampled)
+        t.prefill_seqs, t.prefill_tokens = int(s.prefill_seqs), int(s.prefill_tokens)
+        t.prefill_kv_tokens, t.decode_seqs, t.decode_kv_tokens = (int(s.prefill_kv_tokens), int(s.decode_seqs),
+                                                                 int(s.decode_kv_tokens))
+        t.prefill_attn_pairs = float(s.prefill_attn_pairs)
+        return t
+
+    def add(self, n: int, c: int) -> None:
+        """A request with `n` new tokens on top of `c` computed ones (a decode if n == 1 and c > 0)."""
+        self.num_seqs += 1
+        self.num_sampled += 1  # one LM-head row per scheduled request
+        self.num_tokens += n
+        if n == 1 and c > 0:
+            self.decode_seqs += 1
+            self.decode_kv_tokens += c + 1
+        else:
+            self.prefill_seqs += 1
+            self.prefill_tokens += n
+            self.prefill_attn_pairs += n * c + n * (n + 1) // 2
+            self.prefill_kv_tokens += c + n
+
+    def shape(self) -> StepShape:
+        return StepShape(self.num_tokens, self.num_seqs, self.num_sampled, self.prefill_seqs, self.prefill_tokens,
+                         self.prefill_attn_pairs, self.prefill_kv_tokens, self.decode_seqs, self.decode_kv_tokens)
+
+
 def step_shape(work: Iterable[tuple[int, int]]) -> StepShape:
     """The StepShape of a step from each scheduled request's (new tokens n, tokens already computed c)."""
-    tokens = seqs = prefill_seqs = prefill_tokens = prefill_kv = decode_seqs = decode_kv = 0
-    pairs = 0
+    totals = StepTotals()
     for n, c in work:
-        seqs += 1
-        tokens += n
-        if n == 1 and c > 0:
-            decode_seqs += 1
-            decode_kv += c + 1
-        else:
-            prefill_seqs += 1
-            prefill_tokens += n
-            pairs += n * c + n * (n + 1) // 2
-            prefill_kv += c + n
-    return StepShape(tokens, seqs, seqs, prefill_seqs, prefill_tokens, float(pairs), prefill_kv, decode_seqs, decode_kv)
+        totals.add(n, c)
+    return totals.shape()
 
 
 def decode_shape(num_seqs: int, kv_tokens: int) -> StepShape:

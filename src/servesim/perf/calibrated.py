@@ -29,7 +29,7 @@ import numpy as np
 from servesim.errors import ServesimError
 from servesim.hardware.catalog import Device
 from servesim.models.spec import DTYPE_BYTES, ModelSpec
-from servesim.perf.base import StepShape
+from servesim.perf.base import StepShape, StepTotals
 from servesim.perf.kernels import dispatch, forms
 from servesim.perf.kernels.calibrate import hardware
 from servesim.perf.kernels.calibration import KernelCalibration, load_calibration
@@ -217,6 +217,10 @@ class CalibratedModel:
     # --- StepCostModel ---
 
     def step_time(self, s: StepShape) -> float:
+        return self.totals_time(StepTotals.of(s))
+
+    def totals_time(self, s: StepTotals) -> float:
+        """step_time of the step summed in `s` (the engine's call: no StepShape built)."""
         if s.prefill_seqs == 0:
             return float(self._decode_time(s.num_seqs, s.decode_kv_tokens))
         micro = min(self.pp, s.num_seqs)
@@ -237,6 +241,10 @@ class CalibratedModel:
             # One varlen attention call serves both: it pays one launch floor, not two.
             attn += fixed + per_token * kv - min(self._decode[0], self._prefill[0])
         layer = self._table("layer", tokens) + attn
+        host = self._host_fixed + self._host_per_seq * s.num_seqs
+        if self.pp == 1:  # the stage loop below for one stage: the same operations in the same order
+            t = self.stage_layers[0] * layer + self._table("embed", tokens) + self._table("head", sampled)
+            return self._serial + (max(t, host) if self._host_overlapped else t + host)
         last = len(self.stage_layers) - 1
         stages = []
         for i, layers in enumerate(self.stage_layers):
@@ -247,7 +255,7 @@ class CalibratedModel:
                 t += self._table("head", sampled)
             stages.append(t)
         gpu = max(micro * max(stages), sum(stages) + self._send(tokens))
-        return float(self._with_host(gpu, self._host_fixed + self._host_per_seq * s.num_seqs))
+        return float(self._with_host(gpu, host))
 
     def decode_span(self, num_seqs: int, kv_tokens: int, steps: int) -> np.ndarray:
         return self.decode_times(num_seqs, kv_tokens + num_seqs * np.arange(steps, dtype=np.float64))
