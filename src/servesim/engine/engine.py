@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections import deque
+from typing import Any
 
 from servesim.engine.config import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager
@@ -59,7 +60,7 @@ class ReplicaEngine:
         self.running: list[int] = []
         # A policy may order its waiting queue (by priority, by client); vLLM's is first come, first served.
         make_queue = getattr(policy, "make_waiting_queue", None)
-        self.waiting = make_queue(requests) if make_queue else deque()
+        self.waiting: Any = make_queue(requests) if make_queue else deque()  # a deque or a policy's queue
         self.external: dict[int, int] = {}  # request -> prompt tokens whose KV arrived from elsewhere (PD)
         self.step_kv_used = 0  # blocks in use while the latest step ran (before its finishes freed theirs)
         self.steps = StepLog(cfg.block_size, cost)

@@ -14,13 +14,16 @@ Running requests get their tokens as in vLLM v1.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from servesim.engine.kv_cache import cdiv
 from servesim.engine.policies.common import admit, all_decoding, give_in_order, need
 from servesim.engine.policies.queues import ClientQueues
 from servesim.engine.requests import FINISHED, REJECTED, RequestTable
 from servesim.errors import ServesimError
+
+if TYPE_CHECKING:
+    from servesim.engine.engine import ReplicaEngine
 
 
 class FairPolicy:
@@ -45,7 +48,7 @@ class FairPolicy:
 
     # --- service accounting ---
 
-    def _catch_up(self, eng) -> None:
+    def _catch_up(self, eng: ReplicaEngine) -> None:
         """Credit tokens generated since the last step (decode spans skip the policy), then lift newcomers."""
         req, counter, client = eng.req, self.counter, self._client
         no, status = req.num_output, req.status
@@ -74,7 +77,7 @@ class FairPolicy:
 
     # --- scheduling ---
 
-    def _victim_for(self, eng, rid: int) -> int | None:
+    def _victim_for(self, eng: ReplicaEngine, rid: int) -> int | None:
         """The last-admitted running request of the client holding the most KV blocks, if that client would
         still hold at least as much as `rid`'s client after the swap (so two clients cannot take turns)."""
         client, blocks = self._client, eng.kv.n_blocks
@@ -92,7 +95,7 @@ class FairPolicy:
             return None
         return victim
 
-    def schedule(self, eng, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
         self._catch_up(eng)
         cfg, client, counter = eng.cfg, self._client, self.counter
         running, queues = eng.running, eng.waiting
@@ -130,6 +133,6 @@ class FairPolicy:
                 counter[client[rid]] += self.input_weight * n
         return list(scheduled.items())
 
-    def decode_span_ok(self, eng) -> bool:
+    def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         b = len(eng.running)
         return not eng.waiting and b <= eng.cfg.max_num_batched_tokens and all_decoding(eng)

@@ -10,9 +10,12 @@ defaults to max(max_model_len, 2048), as in vLLM v0 without chunked prefill.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
+
+if TYPE_CHECKING:
+    from servesim.engine.engine import ReplicaEngine
 
 
 class OrcaPolicy:
@@ -22,7 +25,7 @@ class OrcaPolicy:
     def engine_defaults(max_model_len: int) -> dict:
         return {"enable_chunked_prefill": False, "watermark": 0.01, "max_num_batched_tokens": max(max_model_len, 2048)}
 
-    def schedule(self, eng, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
         cfg = eng.cfg
         waiting, running = eng.waiting, eng.running
         scheduled: dict[int, int] = {}
@@ -39,7 +42,7 @@ class OrcaPolicy:
         give_in_order(eng, list(running), budget, scheduled)
         return list(scheduled.items())
 
-    def decode_span_ok(self, eng) -> bool:
+    def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         if len(eng.running) > eng.cfg.max_num_batched_tokens or not all_decoding(eng):
             return False
         # No prefill can start: the head's whole prompt always fits an empty step's budget (>= max_model_len),

@@ -10,11 +10,14 @@ less important class, that request is preempted (recompute) to make room, in the
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
 from servesim.engine.policies.queues import KeyedQueue
 from servesim.engine.requests import RequestTable
+
+if TYPE_CHECKING:
+    from servesim.engine.engine import ReplicaEngine
 
 
 class PriorityPolicy:
@@ -30,11 +33,11 @@ class PriorityPolicy:
         prio = self._prio
         return KeyedQueue(lambda rid: (prio[rid], arrival[rid], rid))
 
-    def _worst_running(self, eng) -> int:
+    def _worst_running(self, eng: ReplicaEngine) -> int:
         prio, arrival = self._prio, eng.req.arrival
         return max(eng.running, key=lambda r: (prio[r], arrival[r], r))
 
-    def schedule(self, eng, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
         cfg = eng.cfg
         running, waiting = eng.running, eng.waiting
         scheduled: dict[int, int] = {}
@@ -61,7 +64,7 @@ class PriorityPolicy:
             budget -= n
         return list(scheduled.items())
 
-    def decode_span_ok(self, eng) -> bool:
+    def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         b = len(eng.running)
         budget = eng.cfg.max_num_batched_tokens
         if b > budget or not all_decoding(eng):

@@ -9,9 +9,12 @@ vLLM's (Sarathi-Serve is built on vLLM).
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from servesim.engine.policies.common import admit, all_decoding, fcfs_admission_closed, give_in_order, need
+
+if TYPE_CHECKING:
+    from servesim.engine.engine import ReplicaEngine
 
 SARATHI_CHUNK = 512
 
@@ -24,7 +27,7 @@ class SarathiPolicy:
         return {"max_num_batched_tokens": SARATHI_CHUNK}  # the chunk size
     reserve_full: ClassVar[bool] = True  # vLLM's admission: the whole sequence must fit before the first chunk
 
-    def schedule(self, eng, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
         budget = eng.cfg.max_num_batched_tokens
         scheduled: dict[int, int] = {}
         # 1. decodes, 2. prefills in progress; in running order within each.
@@ -44,7 +47,7 @@ class SarathiPolicy:
             budget -= n
         return list(scheduled.items())
 
-    def decode_span_ok(self, eng) -> bool:
+    def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         b = len(eng.running)
         budget = eng.cfg.max_num_batched_tokens
         return b <= budget and all_decoding(eng) and fcfs_admission_closed(eng, budget - b)

@@ -16,10 +16,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from servesim.errors import ServesimError
 from servesim.engine.policies.common import admit, all_decoding, give_in_order, need
+
+if TYPE_CHECKING:
+    from servesim.engine.engine import ReplicaEngine
 
 LPM_QUEUE_LIMIT = 128  # longer queues are served first come first served (SGLang's fallback)
 DECODE_ALL = 1 << 62
@@ -37,7 +40,7 @@ class SGLangPolicy:
     def engine_defaults(max_model_len: int) -> dict:
         return {}
 
-    def schedule(self, eng, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
         cfg = eng.cfg
         running, waiting = eng.running, eng.waiting
         scheduled: dict[int, int] = {}
@@ -66,7 +69,7 @@ class SGLangPolicy:
         give_in_order(eng, list(running), DECODE_ALL, scheduled)  # a decode batch is not token-budgeted
         return list(scheduled.items())
 
-    def _order_by_prefix(self, eng) -> None:
+    def _order_by_prefix(self, eng: ReplicaEngine) -> None:
         req, kv, waiting = eng.req, eng.kv, eng.waiting
         pl, no = req.prompt_len, req.num_output
         ranked = sorted(range(len(waiting)), key=lambda i: -len(kv.lookup(waiting[i], pl[waiting[i]] + no[waiting[i]])))
@@ -74,21 +77,21 @@ class SGLangPolicy:
         waiting.clear()
         waiting.extend(ordered)
 
-    def _unreserved_tokens(self, eng) -> float:
+    def _unreserved_tokens(self, eng: ReplicaEngine) -> float:
         """Free KV tokens after reserving new_token_ratio of every running request's remaining output."""
         req, kv = eng.req, eng.kv
         mt, no = req.max_tokens, req.num_output
         reserved = sum(mt[r] - no[r] for r in eng.running) * self.new_token_ratio
         return kv.num_free * eng.cfg.block_size - reserved
 
-    def _admission_tokens(self, eng, rid: int) -> float:
+    def _admission_tokens(self, eng: ReplicaEngine, rid: int) -> float:
         """The uncached part of its prompt plus new_token_ratio of the output it may still produce."""
         req = eng.req
         num_tokens = req.prompt_len[rid] + req.num_output[rid]
         cached = len(eng.kv.lookup(rid, num_tokens)) * eng.cfg.block_size
         return num_tokens - cached + (req.max_tokens[rid] - req.num_output[rid]) * self.new_token_ratio
 
-    def decode_span_ok(self, eng) -> bool:
+    def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         # Admission depends on the running requests' remaining output, which shrinks every step, and LPM
         # order on cache contents that evictions change: only certify when nobody waits or no seat is free.
         if eng.waiting and len(eng.running) < eng.cfg.max_num_seqs:

@@ -9,10 +9,13 @@ keeps computing padded rows), while its seat still stays empty until the whole b
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from servesim.engine.kv_cache import cdiv
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
+
+if TYPE_CHECKING:
+    from servesim.engine.engine import ReplicaEngine
 
 
 class StaticPolicy:
@@ -22,7 +25,7 @@ class StaticPolicy:
     def engine_defaults(max_model_len: int) -> dict:
         return {}
 
-    def schedule(self, eng, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
         scheduled: dict[int, int] = {}
         if eng.running:
             give_in_order(eng, list(eng.running), 1 << 62, scheduled)
@@ -42,5 +45,5 @@ class StaticPolicy:
             scheduled[rid] = n
         return list(scheduled.items())
 
-    def decode_span_ok(self, eng) -> bool:
+    def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         return all_decoding(eng)  # nobody is admitted while a batch runs
