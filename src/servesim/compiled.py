@@ -18,6 +18,7 @@ from pathlib import Path
 # The modules the simulation's event loop spends its time in (cProfile of benchmarks/bench_sim.py).
 MODULES = (
     "servesim.cluster.driver",
+    "servesim.cluster.events",
     "servesim.cluster.replica",
     "servesim.engine.config",
     "servesim.engine.engine",

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from servesim.cluster.events import EventHeap
 from servesim.cluster.replica import Replica
 from servesim.cluster.transfer import KVTransfer
 from servesim.engine.engine import rejects
@@ -80,7 +81,7 @@ class ClusterRun:
         self._handoffs: list[tuple[float, int, int]] = []  # (prefill end, request, prefill replica)
         self._arrivals: list[tuple[float, int, int]] = []  # (KV arrived, request, decode replica)
         self._answered: list[tuple[float, int]] = []  # closed loop: (finished, request) not yet told to the client
-        self._events: list[tuple[float, int, int]] = []  # (time, version, replica): its work in flight ends
+        self._events = EventHeap()  # (time, version, replica): its work in flight ends
         self._version = [0] * len(self.replicas)
         self._closed = False
         self._lone = False
@@ -104,14 +105,24 @@ class ClusterRun:
         inf = math.inf
         now = 0.0
         while True:
-            while events and events[0][1] != version[events[0][2]]:
-                heappop(events)  # rescheduled since
-            t_step = events[0][0] if events else inf
+            t_step = inf
+            while events:
+                t_step, v, i = events.first()
+                if v == version[i]:
+                    break
+                events.pop()  # rescheduled since
+                t_step = inf
             t_done = answered[0][0] if answered else inf
             t_src = source.next_time()  # a native call (a bound method in a local is called generically)
             t_hand = handoffs[0][0] if handoffs else inf
             t_arr = arrivals[0][0] if arrivals else inf
-            t_event = min(t_done, t_src, t_hand, t_arr)
+            t_event = t_done  # min() of four, in native compares (compiled, min(a, b, c, d) is a generic call)
+            if t_src < t_event:
+                t_event = t_src
+            if t_hand < t_event:
+                t_event = t_hand
+            if t_arr < t_event:
+                t_event = t_arr
             if t_event <= t_step and t_event < inf:  # outside events first at equal times
                 now = t_event
                 if t_done == t_event:  # a closed-loop client got its answer: it sends next, in time order
@@ -143,7 +154,7 @@ class ClusterRun:
                 continue
             if not events:
                 break
-            now, _, i = heappop(events)
+            now, _, i = events.pop()
             rep = replicas[i]
             if rep.engine.pending is not None:
                 self._settle(rep, inf)
@@ -157,7 +168,7 @@ class ClusterRun:
 
     def _schedule(self, rep: Replica, at: float) -> None:
         self._version[rep.index] += 1
-        heappush(self._events, (at, self._version[rep.index], rep.index))
+        self._events.push(at, self._version[rep.index], rep.index)
 
     def _start(self, rep: Replica, now: float) -> None:
         # A lone co-located replica gets every arrival: plan its span only up to the next one.
