@@ -25,6 +25,7 @@ MODULES = (
     "servesim.engine.kv_cache",
     "servesim.engine.logs",
     "servesim.engine.requests",
+    "servesim.engine.policies.base",
     "servesim.engine.policies.common",
     "servesim.engine.policies.vllm_v1",
     "servesim.engine.policies.sarathi",

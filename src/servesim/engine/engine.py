@@ -18,6 +18,7 @@ from typing import Any
 from servesim.engine.config import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager
 from servesim.engine.logs import EmitLog, StepLog
+from servesim.engine.policies.base import Policy
 from servesim.engine.requests import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
 from servesim.perf.base import StepCostModel, StepTotals, decode_span_until
 from servesim.perf.calibrated import CalibratedModel
@@ -50,7 +51,7 @@ class ReplicaEngine:
         self.cost = cost
         # The usual clock, typed: compiled, its calls are native instead of going through the Python protocol.
         self.calibrated: CalibratedModel | None = cost if isinstance(cost, CalibratedModel) else None
-        self.policy = policy
+        self.policy: Policy = policy
         self.req = requests
         self.replica_id = replica_id
         self.use_spans = use_spans

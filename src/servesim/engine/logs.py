@@ -53,6 +53,11 @@ class StepLog:
     def num_spans(self) -> int:
         return len(self._spans) // SPAN_RECORD.size
 
+    @property
+    def num_rows(self) -> int:
+        """Single steps (each one call of the policy's schedule()); the rest of the steps are in spans."""
+        return len(self._rows) // STEP_RECORD.size
+
     def append(self, start: float, duration: float, num_tokens: int, prefill_tokens: int, decode_tokens: int,
                num_seqs: int, running: int, waiting: int, kv_blocks_used: int, preempted: int) -> None:
         """One step, its STEP_COLUMNS (named, not *row: compiled, a star call builds a tuple and parses it)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from servesim.engine.kv_cache import cdiv
+from servesim.engine.policies.base import Policy
 from servesim.engine.policies.common import admit, all_decoding, give_in_order, need
 from servesim.engine.policies.queues import ClientQueues
 from servesim.engine.requests import FINISHED, REJECTED, RequestTable
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from servesim.engine.engine import ReplicaEngine
 
 
-class FairPolicy:
+class FairPolicy(Policy):
     name: ClassVar[str] = "fair"
 
     def __init__(self, input_weight: float = 1.0, output_weight: float = 2.0):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from servesim.engine.policies.base import Policy
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
 from servesim.engine.policies.queues import KeyedQueue
 from servesim.engine.requests import RequestTable
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from servesim.engine.engine import ReplicaEngine
 
 
-class PriorityPolicy:
+class PriorityPolicy(Policy):
     name: ClassVar[str] = "priority"
 
     @staticmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from servesim.engine.policies.base import Policy
 from servesim.engine.policies.common import admit, all_decoding, fcfs_admission_closed, give_in_order, need
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 SARATHI_CHUNK = 512
 
 
-class SarathiPolicy:
+class SarathiPolicy(Policy):
     name: ClassVar[str] = "sarathi"
 
     @staticmethod

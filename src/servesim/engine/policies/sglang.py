@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from servesim.engine.policies.base import Policy
 from servesim.errors import ServesimError
 from servesim.engine.policies.common import admit, all_decoding, give_in_order, need
 
@@ -28,7 +29,7 @@ LPM_QUEUE_LIMIT = 128  # longer queues are served first come first served (SGLan
 DECODE_ALL = 1 << 62
 
 
-class SGLangPolicy:
+class SGLangPolicy(Policy):
     name: ClassVar[str] = "sglang"
 
     def __init__(self, new_token_ratio: float = 0.7):

@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from servesim.engine.kv_cache import cdiv
+from servesim.engine.policies.base import Policy
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
 
 if TYPE_CHECKING:
     from servesim.engine.engine import ReplicaEngine
 
 
-class StaticPolicy:
+class StaticPolicy(Policy):
     name: ClassVar[str] = "static"
 
     @staticmethod

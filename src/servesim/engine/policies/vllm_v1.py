@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from servesim.engine.policies.base import Policy
+
 if TYPE_CHECKING:
     from servesim.engine.engine import ReplicaEngine
 
 
-class VllmV1Policy:
+class VllmV1Policy(Policy):
     name: ClassVar[str] = "vllm-v1"  # ClassVar: a class attribute when compiled too
 
     def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
