@@ -73,7 +73,11 @@ class CalibratedModel:
         self._nccl_from = dispatch.allreduce_nccl_from(engine)
         self._gemm_bf16 = cal.get("gemm.bf16")
         self._prefill = cal.get("context_attention")
-        self._decode = cal.get("generation_attention")
+        # TensorRT-LLM's decode runs one of several kernels by head layout, each fitted on its own (dispatch.py)
+        kernel = dispatch.decode_kernel(engine, self.heads, self.kv_heads, model.head_dim, self.kv_bytes,
+                                        hopper=cal.measured_on in dispatch.HOPPER)
+        key = f"generation_attention.{kernel}"
+        self._decode = cal.get(key if kernel and key in cal.coeffs else "generation_attention")
         self._allreduce = cal.get("allreduce") if tp > 1 or pp > 1 else None
         self._elem = {op: cal.get(f"elementwise.{op}") for op in ("norm", "add", "act", "rope")}
         self._serial = device.step_overhead + (step_overhead or 0.0)

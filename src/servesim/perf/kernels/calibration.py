@@ -20,9 +20,9 @@ from servesim.perf.kernels import forms
 ENGINES = ("vllm", "sglang", "trtllm")
 # Unmeasured GPU -> measured GPU whose efficiencies it borrows (same or nearest architecture generation).
 REFERENCE = {"h200": "h100", "b200": "h100", "mi300x": "h100", "l40s": "a100"}
-# 2: decode, prefill and elementwise forms gained coefficients; 3: GEMM gained small_tile_cost (older files need a
-# refit)
-FORMAT = 3
+# 2: decode, prefill and elementwise forms gained coefficients; 3: GEMM gained small_tile_cost; 4: decode gained
+# alias_hit (older files need a refit)
+FORMAT = 4
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,11 @@ def load_calibration(device: Device, engine: str = "vllm", user_file: str | None
         common = entry.get("common", {})
         chosen = entry.get(engine, {})
         if chosen or common:
-            coeffs.update(common.get("coeffs", {}))
-            coeffs.update(chosen.get("coeffs", {}))
+            layer = {**common.get("coeffs", {}), **chosen.get("coeffs", {})}
+            for key in layer:  # a family measured as one surface replaces the per-kernel variants beneath it
+                if "." not in key:
+                    coeffs = {k: v for k, v in coeffs.items() if not k.startswith(key + ".")}
+            coeffs.update(layer)
             measured_on = ref
             sources.append(chosen.get("source") or common.get("source") or str(path))
     if measured_on is None:

@@ -18,6 +18,33 @@ SGL_KERNEL_FP8_SM90 = ((256.0, 64.0, 64.0, 128.0), (math.inf, 128.0, 128.0, 128.
 ALLREDUCE_NCCL_FROM_BYTES = {"vllm": 8.0 * 2**20, "sglang": 8.0 * 2**20 + 1.0}
 
 
+# TensorRT-LLM's decode attention kernel by head layout (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/
+# decoderXQAImplJIT/kernelUtils.cpp): XQA takes grouped-query heads (supportConfigCommon: "Do not use XQA kernel for
+# vanilla MHA", num_q_heads == num_kv_heads at beam width 1) of at most 32 query heads per KV head (supportConfigHMMA /
+# supportConfigQGMMA: head_grp_size * beam_width > 32 -> false) and head sizes 16..256 in steps of 16; everything else
+# falls back to the masked multi-head kernel (MMHA), one thread block per query head. On SM90 with an FP8 cache XQA is
+# the Hopper GMMA kernel (decoderXQAImplJIT.cpp: isGmmaKernel == (SM 90 && E4M3 KV && beam 1)); otherwise the
+# Ampere-style HMMA kernel.
+TRTLLM_XQA_MAX_GROUP = 32
+
+
+def trtllm_decode_kernel(heads: float, kv_heads: float, head_dim: float, kv_bytes: float, hopper: bool) -> str:
+    """The TensorRT-LLM decode attention kernel for one head layout: "xqa", "xqa_gmma" or "mmha"."""
+    group = heads / kv_heads
+    xqa = 1 < group <= TRTLLM_XQA_MAX_GROUP and head_dim % 16 == 0 and 16 <= head_dim <= 256
+    if not xqa:
+        return "mmha"
+    return "xqa_gmma" if hopper and kv_bytes == 1.0 else "xqa"
+
+
+HOPPER = ("h100", "h200")  # SM90 GPUs of the catalog
+
+
+def decode_kernel(engine: str, heads: float, kv_heads: float, head_dim: float, kv_bytes: float, hopper: bool) -> str:
+    """`engine`'s decode attention kernel for a head layout where it has several ("" : one surface)."""
+    return trtllm_decode_kernel(heads, kv_heads, head_dim, kv_bytes, hopper) if engine == "trtllm" else ""
+
+
 def gemm_tiles(engine: str, dtype: str) -> tuple | None:
     """The tile rule of `engine`'s GEMMs of `dtype`, or None: the generic 128 x 128 form."""
     return SGL_KERNEL_FP8_SM90 if (engine, dtype) == ("sglang", "fp8") else None

@@ -153,21 +153,28 @@ def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, head
 DECODE_ATTN = Family(
     "generation_attention",
     ("floor", "seq_cost", "kv_head_exp", "compute_eff", "memory_eff", "par_half", "par_exp", "sharpness", "dequant",
-     "split_context", "mha_split", "kv_tile", "head_weight", "dequant_fixed", "relayout", "split_below"),
-    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0, 1.0, 128.0, 0.05, 0.05, 1e-6, 1.0),
-    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0, 1e-2, 16.0, 1e-5, 1e-4, 1e-9, 0.05),
-    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7, 1e5, 1024.0, 10.0, 3.0, 5e-5, 8.0),
+     "split_context", "mha_split", "kv_tile", "head_weight", "dequant_fixed", "relayout", "split_below", "alias_hit",
+     "alias_reach", "overlap", "free_wave"),
+    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0, 1.0, 128.0, 0.05, 0.05, 1e-6, 1.0, 1.0, 1.0, 1e-3, 1e-2),
+    (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0, 1e-2, 16.0, 1e-5, 1e-4, 1e-9, 0.05, 1e-3, 1e-2, 1e-4,
+     1e-3),
+    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7, 1e5, 1024.0, 10.0, 3.0, 5e-5, 8.0, 1.0, 1e4, 1.0, 16.0),
 )
 SPLIT_CUTOFF_EXP = 4.0  # how sharply splitting stops as the (sequence, KV head) pairs pass split_below x SMs
 
 
-def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv_bytes=2.0):
-    """(fixed s, s per KV token, starvation, split context, tile) of a decode attention call: see decode_kv."""
+def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv_bytes=2.0, kv_alias=0.0):
+    """(fixed s, s per KV token, starvation, split context, tile) of a decode attention call: see decode_kv.
+
+    `kv_alias`: the share of V bytes a benchmark whose V pages are its K pages re-reads from L2 (a measurement
+    artefact, see samples.read_aiconfigurator and decode_attention_time). Real serving has distinct K and V
+    pages: servesim's clock never sets it, so it only keeps the artefact out of the other coefficients while
+    fitting."""
     (floor, seq_cost, kv_head_exp, compute_eff, memory_eff, par_half, par_exp, sharpness, dequant, split_context,
-     mha_split, kv_tile, head_weight, dequant_fixed, relayout, split_below) = c
+     mha_split, kv_tile, head_weight, dequant_fixed, relayout, split_below, alias_hit, alias_reach, overlap, free_wave) = c
     per_token_compute = 4.0 * heads * head_dim / (hw.peak_flops * compute_eff)
     # An 8-bit cache halves the bytes but pays for dequantising them, per token and per call (scales, setup).
-    kv_traffic = 2.0 * kv_heads * head_dim * kv_bytes * (1.0 + dequant * (2.0 - kv_bytes))
+    kv_traffic = (2.0 - kv_alias) * kv_heads * head_dim * kv_bytes * (1.0 + dequant * (2.0 - kv_bytes))
     per_token_memory = kv_traffic / (hw.mem_bandwidth * memory_eff)
     # Few (sequence, kv-head) pairs cannot keep every SM streaming KV, unless contexts are long enough for
     # the kernel to split each one: the loss fades as the context passes `split_context`. Libraries split
@@ -181,10 +188,17 @@ def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv
     # Per sequence: a work unit per KV head, and writing each query head's output.
     # Grouped-query decode with several sequences and KV heads: libraries that fold the group into the query
     # axis move q and the output between layouts in a kernel of their own (a launch: `relayout` seconds).
+    # The first `free_wave` x SMs work units run as one concurrent wave and cost no more than one (the floor);
+    # beyond it they cost `seq_cost` each: units^4 / (units^3 + free^3). A share `overlap` of that per-sequence
+    # work hides behind other blocks' KV streaming: it joins the KV tile in decode_kv's smooth maximum, as KV
+    # tokens' worth of time, instead of adding to it. All of it depends on seqs alone (constant over a span).
     folded = np.where((heads > kv_heads) & (kv_heads > 1) & (seqs > 1), relayout, 0.0)
-    fixed = folded + (floor + seq_cost * seqs * (kv_heads**kv_head_exp + head_weight * heads)) * (
-        1.0 + dequant_fixed * (2.0 - kv_bytes))
-    return fixed, smooth_max(per_token_compute, per_token_memory, sharpness), starve, split, kv_tile * seqs
+    units = seqs * (kv_heads**kv_head_exp + head_weight * heads)
+    free = free_wave * hw.sms
+    per_seq = seq_cost * units**4 / (units**3 + free**3) * (1.0 + dequant_fixed * (2.0 - kv_bytes))
+    fixed = folded + floor * (1.0 + dequant_fixed * (2.0 - kv_bytes)) + (1.0 - overlap) * per_seq
+    per_token = smooth_max(per_token_compute, per_token_memory, sharpness)
+    return fixed, per_token, starve, split, kv_tile * seqs + overlap * per_seq / per_token
 
 
 def decode_kv(kv_tokens, starve, split, tile):
@@ -198,9 +212,22 @@ def decode_kv(kv_tokens, starve, split, tile):
     return k + starve * k * split / (split + k)
 
 
-def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0):
-    """fixed + per_token * decode_kv(K)."""
-    fixed, per_token, starve, split, tile = decode_attention_coeffs(c, hw, seqs, heads, kv_heads, head_dim, kv_bytes)
+def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0, kv_alias=0.0,
+                          alias_by_tile=1.0):
+    """fixed + per_token * decode_kv(K).
+
+    `kv_alias` 1: a benchmark whose V pages are its K pages. A kernel that reads each V tile right after its K
+    tile (`alias_by_tile` 1: flash decoding, XQA) finds `alias_hit` of the V bytes in L2; one that reads all its
+    K before its V (0: TensorRT-LLM's masked MHA) finds them there only while the K chunks in flight, about
+    context x head_dim x bytes per SM (`alias_reach` x L2 in all), fit in L2."""
+    alias_hit, alias_reach = c[16], c[17]
+    if np.any(kv_alias) and hw.l2_bytes:
+        in_flight = kv_tokens / np.maximum(seqs, 1.0) * head_dim * kv_bytes * hw.sms / (alias_reach * hw.l2_bytes)
+        kv_alias = kv_alias * alias_hit * (alias_by_tile + (1.0 - alias_by_tile) / (1.0 + in_flight**4))
+    else:
+        kv_alias = kv_alias * alias_hit
+    fixed, per_token, starve, split, tile = decode_attention_coeffs(c, hw, seqs, heads, kv_heads, head_dim, kv_bytes,
+                                                                    kv_alias)
     return fixed + per_token * decode_kv(kv_tokens, starve, split, tile)
 
 

@@ -84,13 +84,16 @@ def context_samples(batch, isl, heads, kv_heads, head_dim, kv_bytes, latency_s, 
     return Samples("context_attention", cols, np.asarray(latency_s, float), source)
 
 
-def generation_samples(batch, context, heads, kv_heads, head_dim, kv_bytes, latency_s, source="") -> Samples:
+def generation_samples(batch, context, heads, kv_heads, head_dim, kv_bytes, latency_s, source="", kernel="",
+                       kv_alias=0.0) -> Samples:
+    """`kernel`: the engine's decode kernel (a variant with its own coefficients, dispatch.trtllm_decode_kernel), or
+    "" for one surface; `kv_alias` 1: the benchmark's V pages are its K pages (see read_aiconfigurator)."""
     b = np.asarray(batch, float)
     ctx = np.asarray(context, float)
     cols = {"seqs": b, "kv_tokens": b * (ctx + 1), "heads": np.asarray(heads, float),
             "kv_heads": np.asarray(kv_heads, float), "head_dim": np.asarray(head_dim, float),
-            "kv_bytes": np.asarray(kv_bytes, float), "context": ctx}
-    return Samples("generation_attention", cols, np.asarray(latency_s, float), source)
+            "kv_bytes": np.asarray(kv_bytes, float), "context": ctx, "kv_alias": np.full(len(b), float(kv_alias))}
+    return Samples("generation_attention", cols, np.asarray(latency_s, float), source, kernel)
 
 
 def allreduce_samples(gpus, message_bytes, latency_s, source="") -> Samples:
@@ -204,6 +207,22 @@ def _table(path: Path) -> dict[str, np.ndarray]:
     return {k: np.asarray(v) for k, v in pq.read_table(path).to_pydict().items()}
 
 
+# aiconfigurator's TensorRT-LLM attention collector (collector/trtllm/collect_attn.py) built its KV cache manager with
+# CacheType.SELFKONLY until commit dec5f4cd2 (2026-08-03, the 1.3.0rc20 collection), which switched to SELF: "Regular
+# GQA/MHA has separate K and V tensors". With SELFKONLY the pool holds one field per block, and TensorRT-LLM's
+# BlockManager::setOffsets writes the same pool index for K and V (fieldIdx = kSELFKONLY ? 0 : xIdx,
+# cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp), so every V read re-reads the K bytes just read. Tables of
+# earlier TensorRT-LLM versions (A100's 1.0.0) carry that artefact: grouped-query decode there reaches 1.69x the
+# HBM peak on K+V bytes (0.85x on K bytes alone); H100's 1.3.0rc20 table stays below 0.93x.
+TRTLLM_DISTINCT_KV_FROM = (1, 3, 0, 20)
+
+
+def _trtllm_kv_aliased(version: str) -> bool:
+    nums = [int(x) for x in version.replace("rc", ".").split(".") if x.isdigit()]
+    nums += [1 << 30] * (4 - len(nums))  # a release (no rc) sorts after its release candidates
+    return tuple(nums[:4]) < TRTLLM_DISTINCT_KV_FROM
+
+
 def _main_kernel(t: dict[str, np.ndarray]) -> np.ndarray:
     """Rows of the kernel with the most measurements (a table may hold an experimental second kernel)."""
     names, counts = np.unique(t["kernel_source"], return_counts=True)
@@ -242,10 +261,23 @@ def read_aiconfigurator(gpu_dir: str | Path, engine: str) -> list[Samples]:
             if name == "context_attention":
                 s = context_samples(args[0], t["isl"][sel], *args[1:], t["latency"][sel] * 1e-3,
                                     past=t["step"][sel], source=src)
-            else:
-                s = generation_samples(args[0], t["isl"][sel] - 1 + t["step"][sel], *args[1:],
-                                       t["latency"][sel] * 1e-3, source=src)
-            out.append(s)
+                out.append(s)
+                continue
+            s = generation_samples(args[0], t["isl"][sel] - 1 + t["step"][sel], *args[1:], t["latency"][sel] * 1e-3,
+                                   source=src, kv_alias=float(engine == "trtllm" and _trtllm_kv_aliased(folder.name)))
+            if engine != "trtllm":
+                out.append(s)
+                continue
+            c = s.columns
+            hopper = gpu_dir.name.split("_")[0] in dispatch.HOPPER
+            kernels = np.array([dispatch.trtllm_decode_kernel(*row, hopper) for row in
+                                zip(c["heads"], c["kv_heads"], c["head_dim"], c["kv_bytes"])])
+            for kernel in sorted(set(kernels)):
+                part = s.subset(kernels == kernel)
+                part.variant = kernel
+                # masked MHA reads all of a block's K before its V; XQA reads each V tile after its K tile
+                part.columns["alias_by_tile"] = np.full(len(part), float(kernel != "mmha"))
+                out.append(part)
     folder = _newest(gpu_dir / "comm" / engine)
     path = folder / "custom_allreduce_perf.parquet" if folder else None
     if path and path.exists():
