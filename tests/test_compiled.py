@@ -67,3 +67,14 @@ def test_compiled_core_writes_the_same_bytes(name, tmp_path):
     assert files == sorted(p.name for p in (tmp_path / "compiled").iterdir()) and "steps.parquet" in files
     for f in files:
         assert (tmp_path / "pure" / f).read_bytes() == (tmp_path / "compiled" / f).read_bytes(), f
+
+
+def test_engine_config_pickles_compiled_or_not():
+    # Compiled, EngineConfig has no __dict__ and pickle's default restore goes through the frozen __setattr__.
+    import dataclasses
+    import pickle
+
+    from servesim.engine.config import EngineConfig
+    cfg = EngineConfig(num_gpu_blocks=100, block_size=32, watermark=0.01)
+    back = pickle.loads(pickle.dumps(cfg))
+    assert back == cfg and dataclasses.asdict(back) == dataclasses.asdict(cfg)

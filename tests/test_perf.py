@@ -9,7 +9,7 @@ from servesim.errors import ServesimError
 from servesim.hardware import get_device
 from servesim.models import get_model
 from servesim.perf import RooflineModel
-from servesim.perf.base import StepShape, decode_span_until
+from servesim.perf.base import StepShape, StepTotals, decode_span_until
 from servesim.perf.base import decode_shape
 
 
@@ -66,3 +66,10 @@ def test_tp_must_divide_heads():
 
 def test_span_arrays_are_numpy(roofline):
     assert isinstance(roofline.decode_span(3, 10, 5), np.ndarray)
+
+
+def test_a_fractional_count_in_a_step_shape_is_refused_not_truncated():
+    # The calibrated clock reads a StepShape as whole counts (numpy ints are fine); 300.5 tokens is a caller's bug.
+    assert StepTotals.of(StepShape(np.int64(3), 3, 3, 0, 0, 0.0, 0, 3, np.int64(300))).decode_kv_tokens == 300
+    with pytest.raises(ValueError, match="decode_kv_tokens must be a whole number"):
+        StepTotals.of(StepShape(3, 3, 3, 0, 0, 0.0, 0, 3, 300.5))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 from servesim.errors import ServesimError
 
@@ -23,6 +23,11 @@ class EngineConfig:
     # The OpenAI server rejects prompt + max_tokens > max_model_len with HTTP 400; the engine alone only
     # rejects prompt > max_model_len and stops a request when it reaches max_model_len.
     reject_overlong: bool = True
+
+    def __reduce__(self):
+        # Compiled by mypyc the class has no __dict__, and pickle's default restores state through the frozen
+        # __setattr__, which refuses: rebuild from the fields instead (the same either way).
+        return (EngineConfig, astuple(self))
 
     def validate(self) -> None:
         for name in ("num_gpu_blocks", "block_size", "max_num_batched_tokens", "max_num_seqs", "max_model_len"):

@@ -51,6 +51,15 @@ def decode_span_until(cost, num_seqs: int, kv_tokens: int, max_steps: int, now: 
     return ends[:k].tolist()
 
 
+def _whole(s: StepShape, name: str) -> int:
+    """A count of the shape as an int (numpy ints welcome); a fractional count is a caller's bug, not truncated."""
+    value = getattr(s, name)
+    count = int(value)
+    if count != value:
+        raise ValueError(f"StepShape.{name} must be a whole number, got {value!r}")
+    return count
+
+
 class StepTotals:
     """A StepShape summed as the step's requests are scheduled, as a native object: compiled, adding a request and
     reading the sums cost no allocation (building a StepShape runs Python code: it is a NamedTuple)."""
@@ -63,10 +72,10 @@ class StepTotals:
     @staticmethod
     def of(s: StepShape) -> StepTotals:
         t = StepTotals()
-        t.num_tokens, t.num_seqs, t.num_sampled = int(s.num_tokens), int(s.num_seqs), int(s.num_sampled)
-        t.prefill_seqs, t.prefill_tokens = int(s.prefill_seqs), int(s.prefill_tokens)
-        t.prefill_kv_tokens, t.decode_seqs, t.decode_kv_tokens = (int(s.prefill_kv_tokens), int(s.decode_seqs),
-                                                                 int(s.decode_kv_tokens))
+        t.num_tokens, t.num_seqs, t.num_sampled = _whole(s, "num_tokens"), _whole(s, "num_seqs"), _whole(s, "num_sampled")
+        t.prefill_seqs, t.prefill_tokens = _whole(s, "prefill_seqs"), _whole(s, "prefill_tokens")
+        t.prefill_kv_tokens = _whole(s, "prefill_kv_tokens")
+        t.decode_seqs, t.decode_kv_tokens = _whole(s, "decode_seqs"), _whole(s, "decode_kv_tokens")
         t.prefill_attn_pairs = float(s.prefill_attn_pairs)
         return t
 
