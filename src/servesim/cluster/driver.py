@@ -10,14 +10,14 @@ replica as it stands at the arrival instant.
 
 from __future__ import annotations
 
-from heapq import heappop, heappush  # names, not heapq.X: compiled, one attribute lookup fewer per call
 import math
 from array import array
+from heapq import heappop, heappush  # the functions, not heapq.X: compiled, one attribute lookup fewer a call
 from typing import Callable
 
 import numpy as np
 
-from servesim.cluster.events import EventHeap
+from servesim.cluster.events import ReplicaQueue
 from servesim.cluster.replica import Replica
 from servesim.cluster.transfer import KVTransfer
 from servesim.engine.engine import rejects
@@ -81,8 +81,7 @@ class ClusterRun:
         self._handoffs: list[tuple[float, int, int]] = []  # (prefill end, request, prefill replica)
         self._arrivals: list[tuple[float, int, int]] = []  # (KV arrived, request, decode replica)
         self._answered: list[tuple[float, int]] = []  # closed loop: (finished, request) not yet told to the client
-        self._events = EventHeap()  # (time, version, replica): its work in flight ends
-        self._version = [0] * len(self.replicas)
+        self._events = ReplicaQueue(len(self.replicas))  # when each replica's work in flight ends
         self._closed = False
         self._lone = False
         self._next_arrival: Callable[[], float] = lambda: math.inf
@@ -101,17 +100,11 @@ class ClusterRun:
         decode_engine = (self.decode or self.entry)[0].engine  # read only when disaggregated
         decode_cfg, dreq = decode_engine.cfg, decode_engine.req
         handoffs, arrivals, answered, events = self._handoffs, self._arrivals, self._answered, self._events
-        version, replicas = self._version, self.replicas
+        replicas = self.replicas
         inf = math.inf
         now = 0.0
         while True:
-            t_step = inf
-            while events:
-                t_step, v, i = events.first()
-                if v == version[i]:
-                    break
-                events.pop()  # rescheduled since
-                t_step = inf
+            t_step = events.first()[0] if events else inf
             t_done = answered[0][0] if answered else inf
             t_src = source.next_time()  # a native call (a bound method in a local is called generically)
             t_hand = handoffs[0][0] if handoffs else inf
@@ -154,7 +147,8 @@ class ClusterRun:
                 continue
             if not events:
                 break
-            now, _, i = events.pop()
+            now = t_step
+            i = events.pop()
             rep = replicas[i]
             if rep.engine.pending is not None:
                 self._settle(rep, inf)
@@ -167,8 +161,7 @@ class ClusterRun:
     # --- replica work ---
 
     def _schedule(self, rep: Replica, at: float) -> None:
-        self._version[rep.index] += 1
-        self._events.push(at, self._version[rep.index], rep.index)
+        self._events.schedule(rep.index, at)
 
     def _start(self, rep: Replica, now: float) -> None:
         # A lone co-located replica gets every arrival: plan its span only up to the next one.
