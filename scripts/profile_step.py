@@ -8,6 +8,12 @@ greedy sampler), captured as one CUDA graph and replayed, as vLLM replays decode
 servesim's prediction from a calibration fitted on those kernel timings: what is left is the composition.
 
     python scripts/profile_step.py -o steps-h100/          # needs torch with CUDA; ~1 minute on an H100
+    python scripts/profile_step.py -o steps-fp8/ --dtype fp8   # the same steps with FP8 weights
+
+`--dtype fp8` stores the layers' weights in float8 e4m3 and runs their four GEMMs as `torch._scaled_mm` with
+per-tensor scales (as servesim's FP8 GEMM fit was timed); each GEMM's input is first cast to e4m3 with a static scale
+of 1 (one cast kernel each, where vLLM fuses the static quantization into the norm or activation before it). The
+embedding, LM head and KV cache stay bf16, as in vLLM's FP8 checkpoints with its default KV cache.
 
 Writes steps.csv (kind, batch, length, chunk, past, graph_ms = median of --trials replays, eager_ms = the same
 step launched op by op from Python) and meta.json. `--device cpu --tiny` checks the script on a two-layer toy.
@@ -52,8 +58,8 @@ KV_CAP_BYTES = 40 << 30  # skip decode shapes whose KV cache (all layers) would 
 class Llama:
     """Weights and one forward step; `step(...)` is captured as a graph per shape."""
 
-    def __init__(self, cfg: dict, device: str):
-        self.cfg, self.device = cfg, device
+    def __init__(self, cfg: dict, device: str, dtype: str = "bf16"):
+        self.cfg, self.device, self.dtype = cfg, device, dtype
         h, q, kv, d, i = cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["head_dim"], cfg["intermediate"]
 
         def w(*shape):
@@ -64,6 +70,17 @@ class Llama:
         self.norm = torch.ones(h, device=device, dtype=torch.bfloat16)
         self.layers = [{"qkv": w((q + 2 * kv) * d, h), "o": w(h, q * d), "gate_up": w(2 * i, h), "down": w(h, i)}
                        for _ in range(cfg["layers"])]
+        if dtype == "fp8":  # (n, k) row-major, so .t() is the column-major (k, n) operand _scaled_mm wants
+            self.layers = [{name: weight.to(torch.float8_e4m3fn) for name, weight in layer.items()}
+                           for layer in self.layers]
+            self.one = torch.ones((), device=device, dtype=torch.float32)
+
+    def linear(self, x, weight):
+        """A layer GEMM: bf16 F.linear, or FP8 `_scaled_mm` after a static (scale 1) cast of the input."""
+        if self.dtype == "bf16":
+            return F.linear(x, weight)
+        return torch._scaled_mm(x.to(torch.float8_e4m3fn), weight.t(), scale_a=self.one, scale_b=self.one,
+                                out_dtype=torch.bfloat16)
 
     def rope(self, x, cos_sin):
         """Rotary embedding as a complex multiply: three kernels (to float, multiply, back), where vLLM runs one."""
@@ -80,7 +97,7 @@ class Llama:
                         else groups[0]["tokens"].flatten(), self.embed)
         for i, layer in enumerate(self.layers):
             hidden = F.rms_norm(x, (c["hidden"],), self.norm)
-            qkv = F.linear(hidden, layer["qkv"])
+            qkv = self.linear(hidden, layer["qkv"])
             outs, row = [], 0
             for g in groups:
                 b, n = g["tokens"].shape
@@ -98,10 +115,11 @@ class Llama:
                     mask = None if n == 1 else chunk_mask(n, k_cache.shape[2], q.device)
                     attn = F.scaled_dot_product_attention(q, k_cache, v_cache, attn_mask=mask, enable_gqa=True)
                 outs.append(attn.transpose(1, 2).reshape(b * n, q_heads * d))
-            x = x + F.linear(torch.cat(outs) if len(outs) > 1 else outs[0], layer["o"])
+            x = x + self.linear(torch.cat(outs) if len(outs) > 1 else outs[0], layer["o"])
             hidden = F.rms_norm(x, (c["hidden"],), self.norm)
-            gate_up = F.linear(hidden, layer["gate_up"])
-            x = x + F.linear(F.silu(gate_up[:, :c["intermediate"]]) * gate_up[:, c["intermediate"]:], layer["down"])
+            gate_up = self.linear(hidden, layer["gate_up"])
+            x = x + self.linear(F.silu(gate_up[:, :c["intermediate"]]) * gate_up[:, c["intermediate"]:],
+                              layer["down"])
         lasts, row = [], 0
         for g in groups:
             b, n = g["tokens"].shape
@@ -195,25 +213,32 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     ap.add_argument("--tiny", action="store_true", help="a two-layer toy model and one step of each kind (checks the script)")
     ap.add_argument("--trials", type=int, default=10)
+    ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp8"), help="the layers' weights and GEMMs")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device visible to torch; use --device cpu --tiny to check the script")
     cfg = TINY if args.tiny else LLAMA_8B
     torch.manual_seed(0)
     started = time.time()
-    rows = []
+    rows, skipped = [], []
     with torch.inference_mode():
         probe_chunk_mask(args.device)
         print(f"chunk attention: {CHUNK_MASK}", flush=True)
-        model = Llama(cfg, args.device)
+        model = Llama(cfg, args.device, args.dtype)
         kv_bytes_per_token = 2 * cfg["layers"] * cfg["kv_heads"] * cfg["head_dim"] * 2
         for row in grid(args.tiny):
             cached = row["batch"] * (row["length"] + 1) if row["kind"] != "prefill" else 0
             if (cached + row["chunk"] + row["past"]) * kv_bytes_per_token > KV_CAP_BYTES:
                 continue
             groups = groups_of(model, row)
-            graph_ms, eager_ms = time_step(model, groups, args.trials)
-            del groups
+            try:
+                graph_ms, eager_ms = time_step(model, groups, args.trials)
+            except RuntimeError as exc:  # e.g. a row count _scaled_mm refuses: recorded, not timed
+                skipped.append(row | {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"})
+                print(f"{row}: skipped ({skipped[-1]['error']})", flush=True)
+                continue
+            finally:
+                del groups
             rows.append(row | {"graph_ms": round(graph_ms, 4), "eager_ms": round(eager_ms, 4)})
             print(f"{row}: graph {graph_ms:.3f} ms, eager {eager_ms:.3f} ms", flush=True)
     args.output.mkdir(parents=True, exist_ok=True)
@@ -223,6 +248,7 @@ def main() -> None:
         writer.writerows(rows)
     meta = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "torch": torch.__version__,
             "cuda": torch.version.cuda, "date": datetime.now(timezone.utc).isoformat(), "model": cfg,
+            "dtype": args.dtype, "skipped": skipped,
             "trials": args.trials, "chunk_attention": CHUNK_MASK, "seconds": round(time.time() - started, 1),
             "length": "decode: cached tokens per sequence (attends over length + 1); prefill: new tokens per sequence; "
                       "chunk/past: one prompt chunk's new tokens and the cached tokens it attends over besides them",

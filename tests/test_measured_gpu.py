@@ -41,6 +41,18 @@ def test_chunked_and_mixed_steps_within_the_measured_margin(gpu):
     assert np.median(np.abs([r["own"] / r["measured"] - 1 for r in chunked])) <= 0.15
 
 
+def test_fp8_steps_are_faster_than_bf16_and_priced_within_the_measured_margin():
+    # FP8 weights halve the bytes every GEMM streams: each FP8 step must beat the bf16 step of the same lease,
+    # and servesim's `--dtype fp8` clocks stay within 15% in median (the casts it does not price make `own` low).
+    rows = vm.step_rows("h100", "steps-fp8", "fp8")
+    bf16 = vm._graph_ms(vm.MEASURED / "h100" / "steps-fp8" / "bf16")
+    assert len(rows) == 28
+    assert all(r["measured"] < bf16[(r["kind"], r["batch"], r["length"], r["chunk"], r["past"])] for r in rows)
+    for clock in ("own", "shipped"):
+        assert np.median(np.abs([r[clock] / r["measured"] - 1 for r in rows])) <= 0.15, clock
+    assert all(r["roofline"] < r["measured"] for r in rows)
+
+
 def test_validation_doc_holds_the_current_measured_section():
     text = (ROOT / "docs" / "validation.md").read_text()
     assert vm.markdown() in text, "docs/validation.md is stale: run .venv/bin/python scripts/validate_measured.py"
