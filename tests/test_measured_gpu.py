@@ -41,11 +41,12 @@ def test_chunked_and_mixed_steps_within_the_measured_margin(gpu):
     assert np.median(np.abs([r["own"] / r["measured"] - 1 for r in chunked])) <= 0.15
 
 
-def test_fp8_steps_are_faster_than_bf16_and_priced_within_the_measured_margin():
+@pytest.mark.parametrize("gpu", ["h100", "h200"])
+def test_fp8_steps_are_faster_than_bf16_and_priced_within_the_measured_margin(gpu):
     # FP8 weights halve the bytes every GEMM streams: each FP8 step must beat the bf16 step of the same lease,
     # and servesim's `--dtype fp8` clocks stay within 15% in median (the casts it does not price make `own` low).
-    rows = vm.step_rows("h100", "steps-fp8", "fp8")
-    bf16 = vm._graph_ms(vm.MEASURED / "h100" / "steps-fp8" / "bf16")
+    rows = vm.step_rows(gpu, "steps-fp8", "fp8")
+    bf16 = vm._graph_ms(vm.MEASURED / gpu / "steps-fp8" / "bf16")
     assert len(rows) == 28
     assert all(r["measured"] < bf16[(r["kind"], r["batch"], r["length"], r["chunk"], r["past"])] for r in rows)
     for clock in ("own", "shipped"):
