@@ -15,7 +15,9 @@ What it measures, and how (also written to meta.json next to the CSVs):
 - generation_attention.csv: the same SDPA with one query token per sequence over `context` contiguous cached
   tokens. This is not vLLM's paged kernel: it reads the same bytes, but fits of it describe torch's kernel;
 - elementwise.csv: RMSNorm (`F.rms_norm`), residual add and SiLU-and-mul over hidden/intermediate sizes, with the
-  bytes each reads and writes.
+  bytes each reads and writes;
+- cast.csv (only with `--only cast`, where the GPU has FP8): a bf16 GEMM input cast to e4m3, the static
+  quantization `profile_step.py --dtype fp8` runs before each FP8 GEMM (not a family servesim fits).
 Each point is the median over `--trials` of (`--reps` back-to-back launches replayed as one CUDA graph, timed by
 CUDA events) / reps, after warm-up; the launches cycle through enough freshly allocated input sets (256 MiB) that
 operands come from HBM, not L2, as in a serving step where the other layers run in between (`--eager`,
@@ -59,11 +61,13 @@ DECODE_CONTEXT = [128, 512, 2048, 8192, 32768]
 DECODE_BYTES_CAP = 16 << 30  # skip decode points whose KV would exceed this
 MAX_COPIES = 256  # input sets rotated through to keep operands out of L2
 ELEMENTWISE_TOKENS = [1, 16, 128, 1024, 4096, 16384]
+CAST_TOKENS = [1, 8, 32, 128, 256, 512, 1024, 2048, 8192]  # the row counts of profile_step.py's steps
 HIDDEN, INTERMEDIATE = 4096, 14336
 
 QUICK = {"GEMM_SHAPES": GEMM_SHAPES[:2], "GEMM_M": [1, 16, 128], "HEADS": HEADS[:1], "PREFILL": [(1, 128), (2, 256)],
          "PREFILL_PAST": [(1, 64, 128)],
-         "DECODE_BATCH": [1, 8], "DECODE_CONTEXT": [128, 512], "ELEMENTWISE_TOKENS": [1, 128]}
+         "DECODE_BATCH": [1, 8], "DECODE_CONTEXT": [128, 512], "ELEMENTWISE_TOKENS": [1, 128],
+         "CAST_TOKENS": [1, 128]}
 
 
 class Timer:
@@ -150,7 +154,7 @@ def gemm_rows(g, timer, device):
             us, how = timer(F.linear, lambda: (randn(m, k, device=device), randn(n, k, device=device)),
                             2 * (m * k + n * k + m * n))
             rows.append({"m": m, "n": n, "k": k, "dtype": "bf16", "latency_us": us, "timing": how})
-            if fp8 and m % 16 == 0:  # _scaled_mm needs dimensions that are multiples of 16
+            if fp8:  # k and n are multiples of 16, as _scaled_mm needs; m may be anything (1 row runs too)
                 def make():  # the weight column-major (k, n), as _scaled_mm wants
                     return (randn(m, k, device=device).to(torch.float8_e4m3fn),
                             randn(n, k, device=device).to(torch.float8_e4m3fn).t())
@@ -221,6 +225,20 @@ def elementwise_rows(g, timer, device):
     return rows
 
 
+def cast_rows(g, timer, device):
+    """The static FP8 quantization of a GEMM input: a bf16 (tokens, width) tensor cast to e4m3 (scale 1), one kernel
+    that vLLM fuses into the norm or activation before the GEMM and profile_step.py --dtype fp8 runs on its own.
+    Not in servesim's kernel schema: calibrate ignores cast.csv."""
+    rows = []
+    for tokens in g["CAST_TOKENS"]:
+        for width in (HIDDEN, INTERMEDIATE):
+            us, how = timer(lambda x: x.to(torch.float8_e4m3fn), lambda: (randn(tokens, width, device=device),),
+                            3 * tokens * width)
+            rows.append({"op": "cast_e4m3", "tokens": tokens, "width": width, "bytes": 3 * tokens * width,
+                         "latency_us": us, "timing": how})
+    return rows
+
+
 def peaks(device: str) -> dict:
     """What this GPU reaches on a large bf16 matrix product and a device-to-device copy (next to the spec sheet)."""
     if device != "cuda":
@@ -274,7 +292,7 @@ def main() -> None:
     ap.add_argument("--rotate-mib", type=int, default=None,
                     help="bytes of input sets cycled through between two uses of one (default 256 on CUDA, 0 on "
                          "the CPU; 0 times warm caches)")
-    ap.add_argument("--only", choices=("gemm", "attention", "elementwise"), action="append",
+    ap.add_argument("--only", choices=("gemm", "attention", "elementwise", "cast"), action="append",
                     help="time only these families (repeatable; default all)")
     ap.add_argument("--gemm-m", type=lambda text: [int(m) for m in text.split(",")],
                     help="token counts (rows m) of the GEMM grid, comma-separated (default 1-16384 in powers of 2)")
@@ -305,6 +323,8 @@ def main() -> None:
             print(f"attention done at {time.time() - started:.0f} s", flush=True)
         if "elementwise" in families:
             write(args.output / "elementwise.csv", elementwise_rows(grid, timer, args.device))
+        if "cast" in families and (has_fp8(args.device) or args.device == "cpu"):
+            write(args.output / "cast.csv", cast_rows(grid, timer, args.device))
         measured_peaks = peaks(args.device)
         chunk_backends = chunk_attention_backends(args.device)
     meta = {"device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu",

@@ -179,8 +179,43 @@ def fp8_lines(gpus: list[str]) -> list[str]:
         out += ["", "Median absolute error: " + "; ".join(step_summary(g, rows)) + ". Every `own` decode step is low, "
                 f"by {min(gaps):.2f}-{max(gaps):.2f} ms (the bf16 decodes of the same lease: {min(bf16_gaps):.2f}-"
                 f"{max(bf16_gaps):.2f} ms): consistent with the unpriced kernels of the bf16 steps plus the 128 input casts (4 GEMMs x 32 layers) that vLLM fuses into the norm or activation "
-                "before each GEMM. The `own` FP8 GEMM fit has no torch timing below 16 rows (profile_kernels.py times "
-                "`_scaled_mm` at multiples of 16), so decodes of 1 and 8 sequences extrapolate it."]
+                "before each GEMM."]
+        out += fp8_extra_lines(g)
+    return out
+
+
+def fp8_extra_lines(gpu: str) -> list[str]:
+    """The two checks of `measurements/<gpu>/fp8-extra/` (profile_kernels.py --only gemm --only cast): the input casts
+    timed alone, against how much more the FP8 decodes miss than the bf16 ones; and FP8 GEMMs below 16 rows,
+    where the `own` fit (timed at multiples of 16) extrapolates."""
+    folder = MEASURED / gpu / "fp8-extra"
+    if not (folder / "cast.csv").exists():
+        return []
+    with (folder / "cast.csv").open(newline="") as fh:
+        cast = {(int(r["tokens"]), int(r["width"])): float(r["latency_us"]) for r in csv.DictReader(fh)}
+    layers, hidden, inter = get_model(STEP_MODEL).num_layers, get_model(STEP_MODEL).hidden_size, \
+        get_model(STEP_MODEL).intermediate_size
+    bf16 = {(r["batch"], r["length"]): r["measured"] - r["own"] for r in step_rows(gpu, "steps-fp8/bf16")
+            if r["kind"] == "decode"}
+    out = ["", f"The casts timed alone on a later lease (`measurements/{gpu}/fp8-extra/cast.csv`, `profile_kernels.py "
+           f"--only cast`): per decode step {layers} x (3 casts of (batch, {hidden}) + 1 of (batch, {inter})), next to "
+           "how much more the FP8 decode misses (`own`) than the bf16 decode of the same shape timed beside it. Up to "
+           "32 sequences the casts account for the difference; at 128-256 they exceed it, where the `own` fits' "
+           "other errors at those sizes enter:", "",
+           "| batch | length | casts ms | FP8 miss - bf16 miss, ms |", "|---|---|---|---|"]
+    for r in step_rows(gpu, "steps-fp8", "fp8"):
+        b = r["batch"]
+        if r["kind"] != "decode" or (b, hidden) not in cast:
+            continue
+        casts = layers * (3 * cast[(b, hidden)] + cast[(b, inter)]) / 1e3
+        out.append(f"| {b} | {r['length']} | {casts:.3f} | {r['measured'] - r['own'] - bf16[(b, r['length'])]:.3f} |")
+    (gemm,) = [s for s in read_csv_dir(folder) if s.key == "gemm.fp8"]
+    predicted = predict(gemm.family, own_calibration(gpu).coeffs[gemm.key], hardware(get_device(gpu), gemm.key), gemm)
+    m = gemm.columns["m"]
+    cells = [f"{int(rows)}: {(predicted[m == rows].sum() / gemm.latency[m == rows].sum() - 1) * 100:+.0f}%"
+             for rows in sorted(set(m.tolist()))]
+    out += ["", "One layer's four FP8 GEMMs (`fp8-extra/gemm.csv`) against the `own` fit, by rows m "
+            f"(the fit was timed at m >= 16): {'; '.join(cells)}."]
     return out
 
 
