@@ -23,10 +23,44 @@ MIB = 2.0**20
 def test_engine_rules_come_from_the_engines_source():
     assert dispatch.gemm_tiles("sglang", "fp8") == dispatch.SGL_KERNEL_FP8_SM90
     assert dispatch.gemm_tiles("sglang", "bf16") is None and dispatch.gemm_tiles("vllm", "fp8") is None
-    # vLLM: custom all-reduce below 8 MiB; SGLang: up to and including 8 MiB; TensorRT-LLM: no byte cap modelled.
-    assert dispatch.allreduce_nccl_from("vllm") == 8 * MIB
-    assert 8 * MIB < dispatch.allreduce_nccl_from("sglang") <= 8 * MIB + 16
-    assert dispatch.allreduce_nccl_from("trtllm") == math.inf
+    # vLLM: custom all-reduce below 8 MiB; SGLang: up to and including 8 MiB; with tokens unknown TensorRT-LLM has
+    # no byte cap modelled.
+    sizes = np.array([8 * MIB - 1, 8 * MIB, 8 * MIB + 1])
+    assert list(dispatch.allreduce_path("vllm", 0.0, sizes, 2.0)) == [forms.AR_BEST, forms.AR_NCCL, forms.AR_NCCL]
+    assert list(dispatch.allreduce_path("sglang", 0.0, sizes, 2.0)) == [forms.AR_BEST, forms.AR_BEST, forms.AR_NCCL]
+    assert list(dispatch.allreduce_path("trtllm", 0.0, sizes * 64, 8.0)) == [forms.AR_BEST] * 3
+
+
+def test_trtllm_auto_all_reduce_switches_on_tokens_and_workspace():
+    hidden_bytes = 4096 * 2.0
+    tokens = np.array([1.0, 128.0, 129.0, 1024.0, 2048.0])
+    msg = tokens * hidden_bytes
+    # more than 2 GPUs: one-shot up to 128 tokens, NCCL above
+    eight = dispatch.allreduce_path("trtllm", tokens, msg, 8.0)
+    assert list(eight) == [forms.AR_ONE_SHOT, forms.AR_ONE_SHOT] + [forms.AR_NCCL] * 3
+    # 2 GPUs: one-shot, then two-shot, NCCL only past the 16e6-byte workspace (2048 x 8 KiB = 16.8e6 bytes)
+    two = dispatch.allreduce_path("trtllm", tokens, msg, 2.0)
+    assert list(two) == [forms.AR_ONE_SHOT, forms.AR_ONE_SHOT, forms.AR_TWO_SHOT, forms.AR_TWO_SHOT, forms.AR_NCCL]
+
+
+def test_nccl_path_is_its_protocols_smooth_minimum():
+    device = get_device("a100")
+    c = load_calibration(device, "trtllm").get("allreduce")
+    hw = hardware(device, "allreduce")
+    names = forms.ALLREDUCE.params
+    p = dict(zip(names, c))
+    g = 8.0
+    for b in (4096.0, 4 * MIB, 256 * MIB):
+        ring = 2 * (g - 1) / g * b / hw.link_bandwidth
+        ll = p["nccl_ll_latency"] + p["nccl_hop"] * (g - 1) + ring / p["nccl_ll_eff"]
+        simple = (p["nccl_latency"] + p["nccl_hop"] * (g - 1) + ring / p["nccl_eff"]
+                  + b / (hw.mem_bandwidth * p["nccl_mem_eff"]))
+        t = float(forms.allreduce_time(c, hw, b, g, forms.AR_NCCL))
+        assert min(ll, simple) * 2.0 ** (-1.0 / p["nccl_sharpness"]) <= t <= min(ll, simple)
+    # a one-shot of one token of 8 KiB waits for one block to read its token from every peer
+    one_token = float(forms.allreduce_time(c, hw, 8192.0, g, forms.AR_ONE_SHOT, 1.0))
+    unknown = float(forms.allreduce_time(c, hw, 8192.0, g, forms.AR_ONE_SHOT, 0.0))
+    assert one_token - unknown == pytest.approx((g - 1) * 8192.0 * hw.sms / (hw.link_bandwidth * p["block_eff"]))
 
 
 def test_sgl_kernel_tiles_pad_rows_to_64_up_to_256_then_to_128():
@@ -52,14 +86,13 @@ def test_all_reduce_leaves_the_custom_kernel_for_nccl_at_the_engines_cap():
     device = get_device("a100")
     c = load_calibration(device, "vllm").get("allreduce")
     hw = hardware(device, "allreduce")
-    cap = dispatch.allreduce_nccl_from("vllm")
-    below, at = cap - 16.0, cap
+    below, at = 8 * MIB - 16.0, 8 * MIB
     custom = float(forms.allreduce_time(c, hw, at, 2.0))
-    nccl = float(forms.allreduce_time(c, hw, at, 2.0, cap))
-    floor, hop, _, two_eff, two_lat, _ = c
-    assert nccl == pytest.approx(floor + hop + two_lat + at / (hw.link_bandwidth * two_eff), rel=1e-12)
+    path = dispatch.allreduce_path("vllm", 0.0, np.array([below, at]), 2.0)
+    nccl = float(forms.allreduce_time(c, hw, at, 2.0, path[1]))
+    assert nccl == float(forms.allreduce_time(c, hw, at, 2.0, forms.AR_NCCL))
     assert nccl >= custom
-    assert float(forms.allreduce_time(c, hw, below, 2.0, cap)) == float(forms.allreduce_time(c, hw, below, 2.0))
+    assert float(forms.allreduce_time(c, hw, below, 2.0, path[0])) == float(forms.allreduce_time(c, hw, below, 2.0))
 
 
 def test_vllm_steps_price_the_nccl_switch_and_sglang_keeps_8_mib_custom():

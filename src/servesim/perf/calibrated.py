@@ -70,7 +70,6 @@ class CalibratedModel:
         gemm_dtype = "fp8" if model.dtype == "fp8" else "bf16"
         self._gemm = cal.get(f"gemm.{gemm_dtype}")
         self._gemm_tiles = dispatch.gemm_tiles(engine, gemm_dtype)
-        self._nccl_from = dispatch.allreduce_nccl_from(engine)
         self._gemm_bf16 = cal.get("gemm.bf16")
         self._prefill = cal.get("context_attention")
         # TensorRT-LLM's decode runs one of several kernels by head layout, each fitted on its own (dispatch.py)
@@ -125,8 +124,9 @@ class CalibratedModel:
         total = total + self._elementwise("act", 6.0 * m * inter, m)
         total = total + self._elementwise("rope", 4.0 * m * (q + kv), m)
         if tp > 1:
-            total = total + 2 * forms.allreduce_time(self._allreduce, self._hw, m * h * ACT_BYTES, tp,
-                                                     self._nccl_from)
+            message = m * h * ACT_BYTES
+            path = dispatch.allreduce_path(self.engine, m, message, float(tp))
+            total = total + 2 * forms.allreduce_time(self._allreduce, self._hw, message, tp, path, m)
         return np.asarray(total, dtype=np.float64)
 
     def _lm_head(self, s):

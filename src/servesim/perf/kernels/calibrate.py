@@ -13,6 +13,7 @@ from servesim.errors import ServesimError
 from servesim.hardware.catalog import Device, get_device
 import numpy as np
 
+from servesim.perf.kernels import forms
 from servesim.perf.kernels.calibration import ENGINES, FORMAT, load_calibration
 from servesim.perf.kernels.fit import fit, predict
 from servesim.perf.kernels.forms import Hardware
@@ -34,6 +35,21 @@ def fit_samples(samples: list[Samples], device: Device) -> tuple[dict, dict]:
     return coeffs, stats
 
 
+def _keep_shipped_rule_coefficients(coeffs: dict, samples: list[Samples], shipped) -> None:
+    """A user's allreduce.csv carries neither NCCL's rows nor token counts: the coefficients only those identify
+    (forms.ALLREDUCE_RULE_PARAMS) keep the shipped fit's values instead of their unfitted starting values."""
+    for s in samples:
+        c = s.columns
+        if s.family != "allreduce" or "allreduce" not in shipped.coeffs:
+            continue
+        if (c["path"] == forms.AR_NCCL).any() and (c["tokens"] > 0).any():
+            continue
+        params = forms.ALLREDUCE.params
+        for name in forms.ALLREDUCE_RULE_PARAMS:
+            i = params.index(name)
+            coeffs[s.key][i] = shipped.coeffs["allreduce"][i]
+
+
 def calibrate_dir(directory: str | Path, gpu: str, engine: str, output: str | Path) -> dict:
     """Fit a user's measurements (servesim CSV schema) and write a calibration file for `gpu` and `engine`."""
     if engine not in ENGINES:
@@ -42,6 +58,7 @@ def calibrate_dir(directory: str | Path, gpu: str, engine: str, output: str | Pa
     samples = read_csv_dir(directory)
     coeffs, stats = fit_samples(samples, device)
     shipped = load_calibration(device, engine)
+    _keep_shipped_rule_coefficients(coeffs, samples, shipped)
     for s in samples:  # how far the shipped model (bundled fit, or its reference GPU's) is from these measurements
         if s.key in shipped.coeffs:
             err = np.abs(predict(s.family, shipped.coeffs[s.key], hardware(device, s.key), s) / s.latency - 1.0)

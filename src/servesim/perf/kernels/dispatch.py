@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from servesim.perf.kernels.forms import AR_BEST, AR_NCCL, AR_ONE_SHOT, AR_TWO_SHOT
+
 # GEMM CTA tiles by rows m: ((largest m, tile m, tile n, tile k), ...), the first row with m <= its largest m
 # applies. sgl-kernel's fp8_scaled_mm on SM90 (sgl-kernel csrc/gemm/fp8_gemm_kernel.cu,
 # sm90_fp8_dispatch_shape): 64x64x128 tiles up to 256 rows, 128x128x128 above.
@@ -14,8 +18,35 @@ SGL_KERNEL_FP8_SM90 = ((256.0, 64.0, 64.0, 128.0), (math.inf, 128.0, 128.0, 128.
 # All-reduce messages from this many bytes on leave the engine's custom kernel for NCCL: vLLM's
 # CustomAllreduce takes inputs below max_size = 8 MiB (distributed/device_communicators/custom_all_reduce.py,
 # should_custom_ar: inp_size < max_size); SGLang's takes inputs up to and including 8 MiB (same file name,
-# inp_size <= max_size). TensorRT-LLM's AUTO strategy switches on tokens instead (see docs/validation.md).
+# inp_size <= max_size). TensorRT-LLM switches on tokens as well (trtllm_allreduce_path).
 ALLREDUCE_NCCL_FROM_BYTES = {"vllm": 8.0 * 2**20, "sglang": 8.0 * 2**20 + 1.0}
+
+# TensorRT-LLM's AUTO all-reduce strategy (cpp/tensorrt_llm/thop/allreduceOp.cpp, AllreduceOp::selectImplementation
+# and ifFallbackToNCCL; the 1.0 series): NCCL when the message exceeds the custom kernels' workspace
+# (common/customAllReduceUtils.h getMaxRequiredWorkspaceSize: 16e6 bytes for 2 GPUs, 8e6 above); else 2 GPUs run
+# MIN_LATENCY, and more GPUs run NCCL above 128 tokens (threshold = 128: "NCCL is faster than MIN_LATENCY when the
+# token number is greater than 256. I conservatively set the threshold here to 128 tokens") and MIN_LATENCY at or
+# below. MIN_LATENCY is the one-shot kernel up to kOneShotMaxToken = 128 tokens
+# (kernels/communicationKernels/allReduceFusionKernels.h), the two-shot kernel above.
+TRTLLM_ALLREDUCE_MAX_ONE_SHOT_TOKENS = 128.0
+TRTLLM_ALLREDUCE_NCCL_ABOVE_TOKENS = 128.0
+
+
+def trtllm_allreduce_path(tokens, message_bytes, gpus):
+    """forms.AR_* of TensorRT-LLM's AUTO strategy for messages of `tokens` rows (floats or arrays)."""
+    workspace = np.where(gpus <= 2, 16e6, 8e6)
+    nccl = (message_bytes > workspace) | ((gpus > 2) & (tokens > TRTLLM_ALLREDUCE_NCCL_ABOVE_TOKENS))
+    one_shot = tokens <= TRTLLM_ALLREDUCE_MAX_ONE_SHOT_TOKENS
+    return np.where(nccl, AR_NCCL, np.where(one_shot, AR_ONE_SHOT, AR_TWO_SHOT))
+
+
+def allreduce_path(engine: str, tokens, message_bytes, gpus):
+    """forms.AR_* for `engine`'s all-reduce of `tokens` rows and `message_bytes` over `gpus` GPUs. tokens 0 (not
+    known): a custom kernel by size, as the engine's cap allows."""
+    by_size = np.where(np.asarray(message_bytes) >= ALLREDUCE_NCCL_FROM_BYTES.get(engine, math.inf), AR_NCCL, AR_BEST)
+    if engine != "trtllm":
+        return by_size
+    return np.where(np.asarray(tokens) > 0, trtllm_allreduce_path(tokens, message_bytes, gpus), by_size)
 
 
 # TensorRT-LLM's decode attention kernel by head layout (cpp/tensorrt_llm/kernels/decoderMaskedMultiheadAttention/
@@ -48,8 +79,3 @@ def decode_kernel(engine: str, heads: float, kv_heads: float, head_dim: float, k
 def gemm_tiles(engine: str, dtype: str) -> tuple | None:
     """The tile rule of `engine`'s GEMMs of `dtype`, or None: the generic 128 x 128 form."""
     return SGL_KERNEL_FP8_SM90 if (engine, dtype) == ("sglang", "fp8") else None
-
-
-def allreduce_nccl_from(engine: str) -> float:
-    """Message bytes from which `engine`'s all-reduce runs NCCL (infinity: no known switch)."""
-    return ALLREDUCE_NCCL_FROM_BYTES.get(engine, math.inf)

@@ -8,7 +8,6 @@ algorithms at one shape) must not pull the whole surface away from the typical e
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -33,10 +32,16 @@ def predict(family: str, coeffs, hw: Hardware, s: Samples) -> np.ndarray:
                                            c["head_dim"], c["kv_bytes"], c.get("kv_alias", 0.0),
                                            c.get("alias_by_tile", 1.0))
     if family == "allreduce":
-        return forms.allreduce_time(coeffs, hw, c["message_bytes"], c["gpus"], s.meta.get("nccl_from", math.inf))
+        return forms.allreduce_time(coeffs, hw, c["message_bytes"], c["gpus"], c["path"], c["tokens"])
     if family == "elementwise":
         return forms.elementwise_time(coeffs, hw, c["bytes"], c["rows"])
     raise KeyError(family)
+
+
+def scored(s: Samples) -> Samples:
+    """The rows a fit is judged on: all but reference rows (another library's own table, fitted alongside)."""
+    reference = s.columns.get("reference")
+    return s if reference is None or not reference.any() else s.subset(reference == 0)
 
 
 def fit(s: Samples, hw: Hardware, start=None, iterations: int = 60) -> tuple[list[float], dict]:
@@ -60,6 +65,7 @@ def fit(s: Samples, hw: Hardware, start=None, iterations: int = 60) -> tuple[lis
         z = _levenberg_marquardt(lambda z: log_error(z) * weight, z, lo, hi, iterations)
         weight = (1.0 + (log_error(z) / ROBUST_SCALE) ** 2) ** -0.25  # soft-L1: sqrt of 1/sqrt(1 + (r/d)^2)
     coeffs = [float(v) for v in np.exp(z)]
+    full = scored(full)
     err = np.abs(predict(full.family, coeffs, hw, full) / full.latency - 1.0)
     return coeffs, {"n": int(len(full)), "median_abs_err": float(np.median(err)), "p90_abs_err": float(np.quantile(err, 0.9))}
 

@@ -235,25 +235,48 @@ def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, hea
 
 ALLREDUCE = Family(
     "allreduce",
-    ("floor", "hop_latency", "one_shot_eff", "two_shot_eff", "two_shot_latency", "sharpness"),
-    (4e-6, 1e-6, 0.3, 0.7, 1e-5, 2.0),
-    (1e-7, 1e-12, 0.01, 0.02, 1e-8, 1.0),
-    (1e-4, 1e-4, 1.5, 1.5, 1e-3, 12.0),
+    ("floor", "hop_latency", "one_shot_eff", "two_shot_eff", "two_shot_latency", "sharpness", "block_eff",
+     "nccl_latency", "nccl_hop", "nccl_eff", "nccl_ll_latency", "nccl_ll_eff", "nccl_sharpness", "nccl_mem_eff"),
+    (4e-6, 1e-6, 0.3, 0.7, 1e-5, 2.0, 1.0, 1e-5, 2e-6, 0.7, 5e-6, 0.3, 4.0, 1.0),
+    (1e-7, 1e-12, 0.01, 0.02, 1e-8, 1.0, 0.01, 1e-7, 1e-9, 0.02, 1e-7, 0.01, 0.3, 0.01),
+    (1e-4, 1e-4, 1.5, 1.5, 1e-3, 12.0, 1e3, 1e-3, 1e-4, 1.5, 1e-3, 1.5, 12.0, 1e3),
 )
+# Which algorithm runs a message (dispatch.allreduce_path: a rule of the engine's source)
+AR_BEST, AR_ONE_SHOT, AR_TWO_SHOT, AR_NCCL = 0.0, 1.0, 2.0, 3.0
+# Coefficients only NCCL's rows and the one-shot rows of a known token count identify (a user's allreduce.csv
+# has neither: calibrate keeps the shipped values for them)
+ALLREDUCE_RULE_PARAMS = ("block_eff", "nccl_latency", "nccl_hop", "nccl_eff", "nccl_ll_latency", "nccl_ll_eff",
+                         "nccl_sharpness", "nccl_mem_eff")
 
 
-def allreduce_time(c, hw: Hardware, message_bytes, gpus, nccl_from=math.inf):
-    """The faster of two algorithms, as custom all-reduce kernels choose: one-shot (every GPU reads all peers'
-    buffers, (g-1) x bytes, no extra phase) for small messages and two-shot (reduce-scatter + all-gather,
-    2(g-1)/g x bytes, one more synchronised phase) for large ones; blended by a smooth minimum. From
-    `nccl_from` bytes on, the engine hands the message to NCCL (a size cap in its source, dispatch.py), whose
-    ring moves the two-shot bytes with the two-shot phase latency, whether or not one-shot would be faster."""
-    floor, hop_latency, one_shot_eff, two_shot_eff, two_shot_latency, sharpness = c
+def allreduce_time(c, hw: Hardware, message_bytes, gpus, path=AR_BEST, tokens=0.0):
+    """Seconds for one all-reduce of `message_bytes` over `gpus` GPUs by the algorithm `path` picks.
+
+    Custom kernels: one-shot (every GPU reads all peers' buffers, (g-1) x bytes, no extra phase) and two-shot
+    (reduce-scatter + all-gather, 2(g-1)/g x bytes, one more synchronised phase). AR_BEST: the faster of the two,
+    blended by a smooth minimum, as kernels that choose by size do. A one-shot of a known token count (`tokens`
+    > 0: TensorRT-LLM's kernels run a thread block per token) also waits for one block to move its token's
+    bytes from every peer, at `block_eff` x one SM's share of the link.
+    AR_NCCL: the engine hands the message to NCCL (the same library on the same GPU for every engine, fitted with
+    NCCL's own table): the smooth minimum of its low-latency protocol (LL: little latency, a fraction of the
+    bandwidth) and its bulk protocol (Simple: more latency, the ring's 2(g-1)/g x bytes over the link, and the
+    reduction's passes over local memory)."""
+    (floor, hop_latency, one_shot_eff, two_shot_eff, two_shot_latency, sharpness, block_eff, nccl_latency, nccl_hop,
+     nccl_eff, nccl_ll_latency, nccl_ll_eff, nccl_sharpness, nccl_mem_eff) = c
     message_bytes = np.maximum(message_bytes, 1.0)
+    ring = 2.0 * (gpus - 1.0) / gpus * message_bytes / hw.link_bandwidth
     one = (gpus - 1.0) * message_bytes / (hw.link_bandwidth * one_shot_eff)
-    two = two_shot_latency + 2.0 * (gpus - 1.0) / gpus * message_bytes / (hw.link_bandwidth * two_shot_eff)
+    block = np.where(tokens > 0, (gpus - 1.0) * message_bytes / np.maximum(tokens, 1.0) * hw.sms
+                     / (hw.link_bandwidth * block_eff), 0.0)
+    two = two_shot_latency + ring / two_shot_eff
     best = (one**-sharpness + two**-sharpness) ** (-1.0 / sharpness)
-    return floor + hop_latency * (gpus - 1.0) + np.where(message_bytes >= nccl_from, two, best)
+    custom = floor + hop_latency * (gpus - 1.0) + np.where(path == AR_ONE_SHOT, one + block,
+                                                            np.where(path == AR_TWO_SHOT, two, best))
+    low_latency = nccl_ll_latency + nccl_hop * (gpus - 1.0) + ring / nccl_ll_eff
+    simple = (nccl_latency + nccl_hop * (gpus - 1.0) + ring / nccl_eff
+              + message_bytes / (hw.mem_bandwidth * nccl_mem_eff))
+    nccl = (low_latency**-nccl_sharpness + simple**-nccl_sharpness) ** (-1.0 / nccl_sharpness)
+    return np.where(path == AR_NCCL, nccl, custom)
 
 
 # --- memory-bound elementwise kernels: norms, residual adds, activation, rotary embedding, sampling ------

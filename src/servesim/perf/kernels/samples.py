@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from servesim.errors import ServesimError
-from servesim.perf.kernels import dispatch
+from servesim.perf.kernels import dispatch, forms
 
 KV_BYTES = {"bf16": 2.0, "bfloat16": 2.0, "fp16": 2.0, "float16": 2.0, "fp8": 1.0}
 GEMM_DTYPES = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "bf16", "float16": "bf16", "fp8": "fp8"}
@@ -96,8 +96,15 @@ def generation_samples(batch, context, heads, kv_heads, head_dim, kv_bytes, late
     return Samples("generation_attention", cols, np.asarray(latency_s, float), source, kernel)
 
 
-def allreduce_samples(gpus, message_bytes, latency_s, source="") -> Samples:
-    cols = {"gpus": np.asarray(gpus, float), "message_bytes": np.asarray(message_bytes, float)}
+def allreduce_samples(gpus, message_bytes, latency_s, source="", tokens=None, path=None, reference=None) -> Samples:
+    """`tokens`: rows of each message (None: unknown, 0); `path`: the algorithm each ran (forms.AR_*; None: the
+    custom kernels' best); `reference` 1: a row of NCCL's own table, fitted with the engine's rows but neither
+    scored nor held out as one of them (see scripts/validate_gpu.py)."""
+    b = np.asarray(message_bytes, float)
+    cols = {"gpus": np.asarray(gpus, float), "message_bytes": b,
+            "tokens": np.zeros_like(b) if tokens is None else np.asarray(tokens, float),
+            "path": np.full(len(b), forms.AR_BEST) if path is None else np.asarray(path, float),
+            "reference": np.zeros_like(b) if reference is None else np.asarray(reference, float)}
     return Samples("allreduce", cols, np.asarray(latency_s, float), source)
 
 
@@ -284,11 +291,34 @@ def read_aiconfigurator(gpu_dir: str | Path, engine: str) -> list[Samples]:
         t = _table(path)
         sel = t["kernel_source"] == ALLREDUCE_KERNELS[engine]
         if sel.any():
-            s = allreduce_samples(t["num_gpus"][sel], t["message_size"][sel] * 2.0, t["latency"][sel] * 1e-3,
-                                  f"{gpu_dir.name}/comm/{engine}/{folder.name}")
-            s.meta["nccl_from"] = dispatch.allreduce_nccl_from(engine)
-            out.append(s)
+            out.append(_allreduce_with_nccl(gpu_dir, engine, t["num_gpus"][sel], t["message_size"][sel],
+                                            t["latency"][sel] * 1e-3, f"{gpu_dir.name}/comm/{engine}/{folder.name}"))
     return out
+
+
+# aiconfigurator's all-reduce collector (collector/collect_all_reduce.py, get_input_shape_and_comm_size) shapes a
+# message of n elements as one row of n up to token_dim = 4096 elements, as n // 4096 rows of 4096 above.
+COLLECTOR_TOKEN_DIM = 4096.0
+
+
+def _allreduce_with_nccl(gpu_dir: Path, engine: str, gpus, elements, latency_s, source: str) -> Samples:
+    """The engine's all-reduce rows (bf16), each with the algorithm the engine's rule picks, followed by NCCL's own
+    all-reduce table on the same GPU (fp16, newest NCCL) as reference rows: every engine hands large messages to
+    the same NCCL, whose latency at small sizes only its own table shows."""
+    gpus, elements = np.asarray(gpus, float), np.asarray(elements, float)
+    tokens = np.where(elements <= COLLECTOR_TOKEN_DIM, 1.0, np.floor(elements / COLLECTOR_TOKEN_DIM))
+    own = allreduce_samples(gpus, elements * 2.0, latency_s, source, tokens,
+                            dispatch.allreduce_path(engine, tokens, elements * 2.0, gpus))
+    folder = _newest(gpu_dir / "comm" / "nccl")
+    if not folder or not (folder / "nccl_perf.parquet").exists():
+        return own
+    t = _table(folder / "nccl_perf.parquet")
+    sel = (t["op_name"] == "all_reduce") & (t["nccl_dtype"] == "half")
+    n = int(sel.sum())
+    nccl = allreduce_samples(t["num_gpus"][sel], t["message_size"][sel] * 2.0, t["latency"][sel] * 1e-3, "",
+                             np.zeros(n), np.full(n, forms.AR_NCCL), np.ones(n))
+    both = concat([own, nccl], f"{source} + {gpu_dir.name}/comm/nccl/{folder.name}")
+    return both
 
 
 # --- Vidur per-operator profiles (compute/<gpu>/<org>/<model>/mlp.csv, times in ms) ------------------------
