@@ -212,11 +212,15 @@ def e2e_table(data: Path, only: set[int] | None = None) -> list[dict]:
 
 READING = """Reading the results:
 - Kernels: the forms are smooth, the libraries are not. Where an engine's source fixes a size rule, the form
-  uses it (perf/kernels/dispatch.py): sgl-kernel's FP8 GEMM tiles by rows, and the 8 MiB cap above which vLLM's
-  and SGLang's custom all-reduce hands the message to NCCL. The remaining misses sit where a library switches
-  inside a held-out range: TensorRT-LLM's A100 all-reduce sends more than 128 tokens to NCCL (its AUTO
-  strategy; above that the table equals NCCL's own table, median 0.6% apart), 4x the latency for 2x the
-  bytes, and NCCL's latency at the switch shows only in the range held out; SGLang's H100 FP8 GEMM is at 10.1%: rows 129
+  uses it (perf/kernels/dispatch.py): sgl-kernel's FP8 GEMM tiles by rows, the 8 MiB cap above which vLLM's
+  and SGLang's custom all-reduce hands the message to NCCL, and TensorRT-LLM's AUTO all-reduce strategy
+  (one-shot up to 128 tokens, then NCCL on more than 2 GPUs and two-shot on 2, NCCL past the workspace).
+  NCCL is fitted once per engine with NCCL's own all-reduce table on the same GPU as reference rows (not
+  scored; held out with the range), as its low-latency and bulk protocols: NCCL's latency at TensorRT-LLM's
+  128-token switch, which the engine's table shows only inside the range held out, comes from NCCL's own
+  small messages. TensorRT-LLM's one-shot kernel runs a thread block per token: a message of one token
+  shorter than the collector's 4,096-element rows costs less, a term only the first range shows (its
+  prediction there depends on where the fit starts). SGLang's H100 FP8 GEMM is at 10.1%: rows 129
   to 256 run slower than their tiles account for, and not monotonically in m. TensorRT-LLM's
   decode attention runs three kernels, chosen by head layout in its source (dispatch.py): XQA for groups of 2 to
   32 query heads per KV head (on Hopper with an FP8 cache, its GMMA variant), and the masked multi-head kernel for
