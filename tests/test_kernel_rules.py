@@ -168,3 +168,23 @@ def test_decode_keeps_its_starvation_loss_when_pairs_fill_the_sms():
     many, starve_many = loss(math.ceil(4 * split_below * hw.sms / 8), 8.0)  # 4x the cutoff: it does not
     assert few < 0.05 * starve_few
     assert many > 0.5 * starve_many
+
+
+def test_user_allreduce_csv_refits_custom_kernels_and_keeps_shipped_nccl(tmp_path):
+    import json
+
+    from servesim.perf.kernels.calibrate import calibrate_dir
+
+    rows = ["num_gpus,message_bytes,latency_us"]
+    for g in (2, 4, 8):
+        for b in (2**e for e in range(10, 24, 2)):
+            rows.append(f"{g},{b},{5.0 + 0.5 * g + b * (g - 1) / 1.2e5:.4f}")
+    (tmp_path / "allreduce.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "mine.json"
+    calibrate_dir(tmp_path, "a100", "trtllm", out)
+    mine = json.loads(out.read_text())["measured"]["a100"]["trtllm"]["coeffs"]["allreduce"]
+    shipped = load_calibration(get_device("a100"), "trtllm").get("allreduce")
+    names = forms.ALLREDUCE.params
+    for name in forms.ALLREDUCE_RULE_PARAMS:
+        assert mine[names.index(name)] == shipped[names.index(name)], name
+    assert mine[names.index("floor")] != shipped[names.index("floor")]  # the custom kernels are the user's
