@@ -63,7 +63,7 @@ def test_nccl_path_is_its_protocols_smooth_minimum():
     assert one_token - unknown == pytest.approx((g - 1) * 8192.0 * hw.sms / (hw.link_bandwidth * p["block_eff"]))
 
 
-def test_sgl_kernel_tiles_pad_rows_to_64_up_to_256_then_to_128():
+def test_sgl_kernel_tiles_pad_rows_to_64_up_to_256_then_to_128_and_grids_to_clusters():
     hw = hardware(H100, "gemm.fp8")
     # compute-bound only: no floor, no wave or k loss, memory and quantisation negligible
     c = [0.0, 0.0, 0.5, 1e-9, 0.0, 1e9, 12.0, 0.0, 0.0, 0.25]
@@ -77,6 +77,13 @@ def test_sgl_kernel_tiles_pad_rows_to_64_up_to_256_then_to_128():
     assert t(129) < t(193)
     # 257 rows: 3 tiles of 128 (384 rows) at full reuse, against 256 rows in 64 x 64 tiles costing 1 + 0.25 x 2
     assert t(257) / t(256) == pytest.approx(384 / (256 * 1.5), rel=1e-9)
+    # whole clusters: above 1,024 rows tiles pair along m (2x1), so 1,025 rows (9 tiles) run 10 tiles of 128
+    assert t(1025) / t(1024) == pytest.approx(10 / 8, rel=1e-9)
+    # up to 64 rows clusters are 1x4 along n: 5 tiles of 64 columns run 8; one row runs 1x8 clusters
+    assert float(forms.gemm_time(c, hw, 2.0, 320.0, k, 1.0, dispatch.SGL_KERNEL_FP8_SM90)) == pytest.approx(
+        float(forms.gemm_time(c, hw, 2.0, 512.0, k, 1.0, dispatch.SGL_KERNEL_FP8_SM90)), rel=1e-12)
+    assert float(forms.gemm_time(c, hw, 1.0, 576.0, k, 1.0, dispatch.SGL_KERNEL_FP8_SM90)) == pytest.approx(
+        float(forms.gemm_time(c, hw, 1.0, 512.0, k, 1.0, dispatch.SGL_KERNEL_FP8_SM90)) * 2, rel=1e-9)
     # without the rule the generic form is unchanged: work is m n k
     generic = float(forms.gemm_time(c, hw, 256.0, n, k, 1.0))
     assert generic == pytest.approx(2 * 256 * n * k / (hw.peak_flops * 0.5), rel=1e-9)

@@ -10,10 +10,14 @@ import numpy as np
 
 from servesim.perf.kernels.forms import AR_BEST, AR_NCCL, AR_ONE_SHOT, AR_TWO_SHOT
 
-# GEMM CTA tiles by rows m: ((largest m, tile m, tile n, tile k), ...), the first row with m <= its largest m
-# applies. sgl-kernel's fp8_scaled_mm on SM90 (sgl-kernel csrc/gemm/fp8_gemm_kernel.cu,
-# sm90_fp8_dispatch_shape): 64x64x128 tiles up to 256 rows, 128x128x128 above.
-SGL_KERNEL_FP8_SM90 = ((256.0, 64.0, 64.0, 128.0), (math.inf, 128.0, 128.0, 128.0))
+# GEMM CTA tiles and thread-block clusters by rows m: ((largest m, tile m, tile n, tile k, cluster m, cluster n),
+# ...), the first row with m <= its largest m applies. sgl-kernel's fp8_scaled_mm on SM90 (sgl-kernel
+# csrc/gemm/fp8_gemm_kernel.cu, sm90_fp8_dispatch_shape): 64x64x128 tiles up to 256 rows (clusters 1x8 at one row,
+# 1x4 up to 64, 1x1 above), 128x128x128 above (clusters 1x1 up to 1024 rows, 2x1 above). CUTLASS launches whole
+# clusters: the tile grid rounds up to the cluster shape, and the padding tiles run the main loop too.
+SGL_KERNEL_FP8_SM90 = ((1.0, 64.0, 64.0, 128.0, 1.0, 8.0), (64.0, 64.0, 64.0, 128.0, 1.0, 4.0),
+                       (256.0, 64.0, 64.0, 128.0, 1.0, 1.0), (1024.0, 128.0, 128.0, 128.0, 1.0, 1.0),
+                       (math.inf, 128.0, 128.0, 128.0, 2.0, 1.0))
 
 # All-reduce messages from this many bytes on leave the engine's custom kernel for NCCL: vLLM's
 # CustomAllreduce takes inputs below max_size = 8 MiB (distributed/device_communicators/custom_all_reduce.py,

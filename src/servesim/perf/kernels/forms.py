@@ -72,12 +72,13 @@ def gemm_time(c, hw: Hardware, m, n, k, weight_bytes=2.0, tiles_by_m=None):
     """Seconds for one GEMM. FP8 adds the per-token quantisation of its input: `act_passes` passes over the
     activations and `row_cost` per row (the per-token scale). With the library's tile rule (`tiles_by_m`, see
     dispatch.py), the tensor cores compute whole tiles: the work is m, n, k rounded up to the tile the library
-    picks for m, and a tile smaller than 128 x 128 reuses each operand it loads fewer times (loads per FLOP grow
-    as 1/tile_m + 1/tile_n): its efficiency drops by 1 + `small_tile_cost` x (128/tile_m + 128/tile_n - 2)."""
+    picks for m (and the tile grid to whole thread-block clusters), and a tile smaller than 128 x 128 reuses each
+    operand it loads fewer times (loads per FLOP grow as 1/tile_m + 1/tile_n): its efficiency drops by
+    1 + `small_tile_cost` x (128/tile_m + 128/tile_n - 2)."""
     floor, k_latency, compute_eff, k_half, wave_exp, memory_eff, sharpness, act_passes, row_cost, small_tile_cost = c
     if tiles_by_m:
-        tm, tn, tk = _tiles(tiles_by_m, m)
-        tiles = np.ceil(m / tm) * np.ceil(n / tn)
+        tm, tn, tk, cm, cn = _tiles(tiles_by_m, m)
+        tiles = np.ceil(np.ceil(m / tm) / cm) * cm * np.ceil(np.ceil(n / tn) / cn) * cn
         work = tiles * tm * tn * np.ceil(k / tk) * tk
         reuse = 1.0 + small_tile_cost * (TILE / tm + TILE / tn - 2.0)
     else:
@@ -93,11 +94,11 @@ def gemm_time(c, hw: Hardware, m, n, k, weight_bytes=2.0, tiles_by_m=None):
 
 
 def _tiles(rules, m):
-    """(tile m, tile n, tile k) for rows m (float or array) under `rules`."""
+    """(tile m, tile n, tile k, cluster m, cluster n) for rows m (float or array) under `rules`."""
     if isinstance(m, float):
         return next(rule[1:] for rule in rules if m <= rule[0])
     m = np.asarray(m, dtype=np.float64)
-    out = [np.full(m.shape, rules[-1][i]) for i in (1, 2, 3)]
+    out = [np.full(m.shape, rules[-1][i]) for i in (1, 2, 3, 4, 5)]
     for rule in reversed(rules[:-1]):
         small = m <= rule[0]
         out = [np.where(small, rule[i + 1], o) for i, o in enumerate(out)]
