@@ -212,7 +212,7 @@ def e2e_table(data: Path, only: set[int] | None = None) -> list[dict]:
 
 READING = """Reading the results:
 - Kernels: the forms are smooth, the libraries are not. Where an engine's source fixes a size rule, the form
-  uses it (perf/kernels/dispatch.py): sgl-kernel's FP8 GEMM tiles by rows, the 8 MiB cap above which vLLM's
+  uses it (perf/kernels/dispatch.py): sgl-kernel's FP8 GEMM tiles and thread-block clusters by rows, the 8 MiB cap above which vLLM's
   and SGLang's custom all-reduce hands the message to NCCL, and TensorRT-LLM's AUTO all-reduce strategy
   (one-shot up to 128 tokens, then NCCL on more than 2 GPUs and two-shot on 2, NCCL past the workspace).
   NCCL is fitted once per engine with NCCL's own all-reduce table on the same GPU as reference rows (not
@@ -220,8 +220,8 @@ READING = """Reading the results:
   128-token switch, which the engine's table shows only inside the range held out, comes from NCCL's own
   small messages. TensorRT-LLM's one-shot kernel runs a thread block per token: a message of one token
   shorter than the collector's 4,096-element rows costs less, a term only the first range shows (its
-  prediction there depends on where the fit starts). SGLang's H100 FP8 GEMM is at 10.1%: rows 129
-  to 256 run slower than their tiles account for, and not monotonically in m. TensorRT-LLM's
+  prediction there depends on where the fit starts). SGLang's H100 FP8 GEMM still misses most at rows 129
+  to 256, which run slower than their tiles account for, and not monotonically in m. TensorRT-LLM's
   decode attention runs three kernels, chosen by head layout in its source (dispatch.py): XQA for groups of 2 to
   32 query heads per KV head (on Hopper with an FP8 cache, its GMMA variant), and the masked multi-head kernel for
   plain multi-head attention and for wider groups (which then run 14 to 60 times slower); each is fitted on its
