@@ -212,9 +212,10 @@ def e2e_table(data: Path, only: set[int] | None = None) -> list[dict]:
 
 READING = """Reading the results:
 - Kernels: the forms are smooth, the libraries are not. Where an engine's source fixes a size rule, the form
-  uses it (perf/kernels/dispatch.py): sgl-kernel's FP8 GEMM tiles and thread-block clusters by rows, the 8 MiB cap above which vLLM's
-  and SGLang's custom all-reduce hands the message to NCCL, and TensorRT-LLM's AUTO all-reduce strategy
-  (one-shot up to 128 tokens, then NCCL on more than 2 GPUs and two-shot on 2, NCCL past the workspace).
+  uses it (perf/kernels/dispatch.py): sgl-kernel's FP8 GEMM tiles and thread-block clusters by rows, the
+  8 MiB cap above which vLLM's and SGLang's custom all-reduce hands the message to NCCL, and TensorRT-LLM's
+  AUTO all-reduce strategy (one-shot up to 128 tokens, then NCCL on more than 2 GPUs and two-shot on 2,
+  NCCL past the workspace).
   NCCL is fitted once per engine with NCCL's own all-reduce table on the same GPU as reference rows (not
   scored; held out with the range), as its low-latency and bulk protocols: NCCL's latency at TensorRT-LLM's
   128-token switch, which the engine's table shows only inside the range held out, comes from NCCL's own
