@@ -21,8 +21,8 @@ ENGINES = ("vllm", "sglang", "trtllm")
 # Unmeasured GPU -> measured GPU whose efficiencies it borrows (same or nearest architecture generation).
 REFERENCE = {"h200": "h100", "b200": "h100", "mi300x": "h100", "l40s": "a100"}
 # 2: decode, prefill and elementwise forms gained coefficients; 3: GEMM gained small_tile_cost; 4: decode gained
-# alias_hit (older files need a refit)
-FORMAT = 4
+# alias_hit; 5: decode gained merge_cost, XQA's multi-block rule (older files need a refit)
+FORMAT = 5
 
 
 @dataclass(frozen=True)
