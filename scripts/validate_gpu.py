@@ -230,10 +230,14 @@ READING = """Reading the results:
   K pages just read (aiconfigurator's collector/trtllm/collect_attn.py before its 1.3.0rc20 collection; TensorRT-LLM's
   kvCacheManager.cpp gives K and V the same pool index): grouped-query rows reach 1.69x the HBM peak on K+V bytes.
   The fit models that artefact (alias_hit, alias_reach in forms.py) and servesim's clock leaves it out: real
-  serving reads distinct K and V pages. What still misses is the masked multi-head kernel at short contexts (its
-  latency steps at 15 and 127 cached tokens, which the form does not follow) and XQA's split heuristic, whose
-  split count changes with context and batch in steps. Vidur's GEMMs run 13-18% slower than the aiconfigurator
-  fit predicts (other machines, older libraries, timing with eager launches).
+  serving reads distinct K and V pages. XQA cuts each (sequence, KV head) into sub-sequences by a rule of its
+  source (computeMultiBlockCount in decoderXQAImplCommon.h: context / 128, at most round(sqrt(8n)), cut to 8 waves
+  of SMs; dispatch.xqa_blocks), each extra one costing a merge (merge_cost); the library reads the longest context
+  of the call, the clock the mean (it knows only the total; exact for these equal-length tables). What still
+  misses is the masked multi-head kernel at short contexts (its latency steps at 15 and 127 cached tokens, which
+  the form does not follow) and, on H100, the GMMA kernel's short contexts and its head_dim-64 rows (collected with
+  attention sinks). Vidur's GEMMs run 13-18% slower than the aiconfigurator fit predicts (other machines, older
+  libraries, timing with eager launches).
 - End to end: TensorRT-LLM throughput rows are 5-25% low (servesim schedules them as vLLM does, with
   recompute preemption, and has no host overhead to remove); in NIM row 22 the first 50 requests, sent
   together when the closed loop starts, wait for each other's 5,000-token prefills; at 100 clients (row 24) servesim runs out of KV blocks and preempts; the ShareGPT rows use servesim's

@@ -1,6 +1,6 @@
 """TensorRT-LLM's decode attention: the kernel its source picks per head layout (dispatch.py), each with its own
 fitted coefficients; the K-only-cache artefact of aiconfigurator's older TensorRT-LLM tables, fitted with and
-priced without; the wave and overlap terms of the per-sequence cost."""
+priced without; the wave and overlap terms of the per-sequence cost; XQA's multi-block (split-KV) rule."""
 
 import numpy as np
 
@@ -78,6 +78,7 @@ def test_calibrated_trtllm_prices_decode_with_the_kernel_of_the_model_layout():
     assert gqa._decode == cal.get("generation_attention.xqa")
     mha = CalibratedModel(get_model("llama-2-7b"), A100, engine="trtllm")
     assert mha._decode == cal.get("generation_attention.mmha")
+    assert gqa._multi_block and not mha._multi_block
     assert CalibratedModel(get_model("llama-3.1-8b"), A100, engine="vllm")._decode == \
         load_calibration(A100, "vllm").get("generation_attention")
 
@@ -96,6 +97,7 @@ def test_a_users_decode_measurements_replace_the_bundled_kernel_variants(tmp_pat
     assert not [k for k in cal.coeffs if k.startswith("generation_attention.")]
     model = CalibratedModel(get_model("llama-3.1-8b"), A100, engine="trtllm", calibration=cal)
     assert model._decode == c
+    assert not model._multi_block  # the user's surface was fitted without XQA's split rule
 
 
 def test_reader_splits_trtllm_decode_tables_by_kernel():
@@ -106,3 +108,36 @@ def test_reader_splits_trtllm_decode_tables_by_kernel():
     group = xqa["heads"] / xqa["kv_heads"]
     assert np.all((group > 1) & (group <= 32)) and np.all(xqa["kv_alias"] == 1.0)
     assert np.all(mmha["alias_by_tile"] == 0.0) and np.all(xqa["alias_by_tile"] == 1.0)
+
+
+def test_xqa_multi_block_count_follows_compute_multi_block_count():
+    # history // 128, capped at round(sqrt(8 n)), cut to 8 waves of SMs, then to 6000 sub-sequences; at least 1
+    cases = [((100.0, 1.0, 8.0, 108.0), 1.0), ((1024.0, 1.0, 8.0, 108.0), 8.0),
+             ((4096.0, 1.0, 8.0, 108.0), 16.0),  # 32 blocks, capped at round(sqrt(256)) = 16
+             ((131072.0, 1.0, 1.0, 132.0), 91.0),  # 1024 blocks, round(sqrt(8192)) = round(90.5...) = 91
+             ((1024.0, 32.0, 8.0, 108.0), 3.0),  # 8 blocks make 2.37 x 8 waves: floor(8 / 2.37)
+             ((1024.0, 64.0, 8.0, 108.0), 1.0), ((65536.0, 4.0, 1.0, 132.0), 64.0),
+             ((65536.0, 200.0, 1.0, 1000.0), 30.0)]  # 64 blocks, 6000 // 200 = 30 sub-sequences of workspace
+    for args, blocks in cases:
+        assert dispatch.xqa_blocks(*args) == blocks, args
+    history = np.array([a[0] for a, _ in cases[:4]])
+    assert np.array_equal(dispatch.xqa_blocks(history, 1.0, 8.0, 108.0),
+                          [dispatch.xqa_blocks(float(h), 1.0, 8.0, 108.0) for h in history])
+
+
+def test_xqa_prices_its_rules_split_and_a_merge_per_extra_sub_sequence():
+    hw = hardware(A100, "generation_attention.xqa")
+    c = list(load_calibration(A100, "trtllm").get("generation_attention.xqa"))
+    fixed, per_token, starve, split, tile = forms.decode_attention_coeffs(c, hw, 1.0, 32.0, 8.0, 128.0)
+    blocks = forms.decode_multi_block(c, hw, 1.0, 8.0, per_token)
+    merge = blocks[3]
+    assert merge == c[forms.DECODE_ATTN.params.index("merge_cost")] * 8.0 / per_token
+    for kv in (127.0, 1024.0, 8192.0, 65536.0):
+        n = dispatch.xqa_blocks(kv, 1.0, 8.0, float(hw.sms))
+        k = forms.decode_kv(kv, 0.0, split, tile)
+        assert forms.decode_kv(kv, starve, split, tile, blocks) == k + starve * k / n + merge * (n - 1.0)
+    # one sequence at 65,536 tokens: 64 sub-sequences per KV head beat one (an SM count of 1 forces one block)
+    assert forms.decode_kv(65536.0, starve, split, tile, blocks) < \
+        0.5 * forms.decode_kv(65536.0, starve, split, tile, (1.0, 8.0, 1.0, merge))
+    assert forms.decode_attention_time(c, hw, 1.0, 8192.0, 32.0, 8.0, 128.0, multi_block=True) == \
+        fixed + per_token * forms.decode_kv(8192.0, starve, split, tile, blocks)

@@ -162,7 +162,7 @@ def test_elementwise_csv_reads_an_optional_rows_column(tmp_path):
 def test_decode_keeps_its_starvation_loss_when_pairs_fill_the_sms():
     hw = hardware(get_device("a100"), "generation_attention")
     c = list(load_calibration(get_device("a100"), "sglang").get("generation_attention"))
-    split_below = c[-1]
+    split_below = c[forms.DECODE_ATTN.params.index("split_below")]
     context = 32768.0  # cached tokens per sequence
 
     def loss(seqs, kv_heads):

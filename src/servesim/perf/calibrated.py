@@ -39,9 +39,9 @@ ACT_BYTES = 2.0  # activations stay bf16 under fp8 weights
 LOGIT_BYTES = 4.0  # the sampler works on fp32 logits
 SAMPLER_PASSES = 4.0  # logits written, then read by softmax/top-k/top-p and the token draw
 
-# A decode step of b sequences: (host s, per-stage bases, per-stage weights, (starve, split, tile), microbatches,
-# send s)
-DecodeCoeffs = tuple[float, list[float], list[float], tuple[float, float, float], float, float]
+# A decode step of b sequences: (host s, per-stage bases, per-stage weights, (starve, split, tile, multi-block),
+# microbatches, send s)
+DecodeCoeffs = tuple[float, list[float], list[float], tuple, float, float]
 
 
 class CalibratedModel:
@@ -77,6 +77,8 @@ class CalibratedModel:
                                         hopper=cal.measured_on in dispatch.HOPPER)
         key = f"generation_attention.{kernel}"
         self._decode = cal.get(key if kernel and key in cal.coeffs else "generation_attention")
+        # ... and XQA splits long contexts by a rule of its own, which decode_kv applies step by step
+        self._multi_block = kernel in dispatch.MULTI_BLOCK_KERNELS and key in cal.coeffs
         self._allreduce = cal.get("allreduce") if tp > 1 or pp > 1 else None
         self._elem = {op: cal.get(f"elementwise.{op}") for op in ("norm", "add", "act", "rope")}
         self._serial = device.step_overhead + (step_overhead or 0.0)
@@ -101,7 +103,7 @@ class CalibratedModel:
         # Plain floats, the same values: every step reads three entries, and a numpy array would box a numpy scalar.
         self._tables: dict[str, list[float]] = {name: table.tolist() for name, table in tables.items()}
         self._decode_cache: dict[int, DecodeCoeffs] = {}
-        self._decode_attn_cache: dict[int, tuple[float, ...]] = {}
+        self._decode_attn_cache: dict[int, tuple] = {}
         self._beyond: dict[tuple[str, int], float] = {}  # table entries priced past the tables' end
         # A step's prefill is most often one fresh prompt (no cached context): its attention price then depends on
         # the prompt length alone and is remembered per length (NaN: not yet), the same bits as pricing it again.
@@ -153,14 +155,19 @@ class CalibratedModel:
         return forms.prefill_attention_time(self._prefill, self._hw, seqs, tokens, pairs, kv_tokens, self.heads,
                                             self.kv_heads, self.model.head_dim, self.kv_bytes)
 
-    def _decode_attention(self, seqs: int) -> tuple[float, ...]:
-        """(fixed s, s per effective KV token, starvation, split, tile) for `seqs` decodes; see forms.decode_kv.
-        Cached per `seqs`: mixed steps ask for it every step, and the form costs numpy scalar work."""
+    def _decode_attention(self, seqs: int) -> tuple:
+        """(fixed s, s per effective KV token, starvation, split, tile, multi-block or None) for `seqs` decodes;
+        see forms.decode_kv. Cached per `seqs`: mixed steps ask for it every step, and the form costs numpy scalar
+        work."""
         cached = self._decode_attn_cache.get(seqs)
         if cached is None:
-            coeffs = forms.decode_attention_coeffs(self._decode, self._hw, float(seqs), self.heads, self.kv_heads,
-                                                   self.model.head_dim, self.kv_bytes)
-            cached = self._decode_attn_cache[seqs] = tuple(float(c) for c in coeffs)
+            coeffs = tuple(float(c) for c in forms.decode_attention_coeffs(
+                self._decode, self._hw, float(seqs), self.heads, self.kv_heads, self.model.head_dim, self.kv_bytes))
+            blocks = None
+            if self._multi_block:
+                blocks = tuple(float(x) for x in forms.decode_multi_block(self._decode, self._hw, float(seqs),
+                                                                          float(self.kv_heads), coeffs[1]))
+            cached = self._decode_attn_cache[seqs] = (*coeffs, blocks)
         return cached
 
     def _table(self, name: str, m: int) -> float:
@@ -183,7 +190,7 @@ class CalibratedModel:
             return cached
         micro = min(self.pp, b)
         mb = -(-b // micro)
-        fixed, per_token, starve, split, tile = self._decode_attention(mb)
+        fixed, per_token, starve, split, tile, blocks = self._decode_attention(mb)
         layer = self._table("layer", mb) + fixed
         last = len(self.stage_layers) - 1
         bases, weights = [], []
@@ -195,7 +202,7 @@ class CalibratedModel:
                 base += self._table("head", mb)
             bases.append(base)
             weights.append(layers * per_token)
-        cached = (self._host_fixed + self._host_per_seq * b, bases, weights, (starve, split, tile), float(micro),
+        cached = (self._host_fixed + self._host_per_seq * b, bases, weights, (starve, split, tile, blocks), float(micro),
                   self._send(mb))
         self._decode_cache[b] = cached
         return cached
@@ -240,8 +247,8 @@ class CalibratedModel:
                 remembered[s.prefill_tokens] = attn
         if s.decode_seqs:
             decode_seqs = -(-s.decode_seqs // micro)
-            fixed, per_token, starve, split, tile = self._decode_attention(decode_seqs)
-            kv = forms.decode_kv(s.decode_kv_tokens / micro, starve, split, tile)
+            fixed, per_token, starve, split, tile, blocks = self._decode_attention(decode_seqs)
+            kv = forms.decode_kv(s.decode_kv_tokens / micro, starve, split, tile, blocks)
             # One varlen attention call serves both: it pays one launch floor, not two.
             attn += fixed + per_token * kv - min(self._decode[0], self._prefill[0])
         layer = self._table("layer", tokens) + attn
@@ -273,8 +280,8 @@ class CalibratedModel:
         after the first that ends at or after `horizon`."""
         ends: list[float] = []
         kv = float(kv_tokens)
-        if self.pp == 1 and self._host_overlapped:  # _decode_time inlined, operation for operation
-            host, bases, weights, (starve, split, tile), micro, _ = self._decode_coeffs(num_seqs)
+        if self.pp == 1 and self._host_overlapped and not self._multi_block:  # _decode_time inlined, op for op
+            host, bases, weights, (starve, split, tile, _), micro, _ = self._decode_coeffs(num_seqs)
             base, weight, serial = bases[0], weights[0], self._serial
             t2 = tile * tile
             t4, t3 = t2 * t2, t2 * tile

@@ -8,7 +8,8 @@ import math
 
 import numpy as np
 
-from servesim.perf.kernels.forms import AR_BEST, AR_NCCL, AR_ONE_SHOT, AR_TWO_SHOT
+# An all-reduce's path, as forms.allreduce_time takes it: the faster custom algorithm, one-shot, two-shot, or NCCL
+AR_BEST, AR_ONE_SHOT, AR_TWO_SHOT, AR_NCCL = 0.0, 1.0, 2.0, 3.0
 
 # GEMM CTA tiles and thread-block clusters by rows m: ((largest m, tile m, tile n, tile k, cluster m, cluster n),
 # ...), the first row with m <= its largest m applies. sgl-kernel's fp8_scaled_mm on SM90 (sgl-kernel
@@ -73,6 +74,35 @@ def trtllm_decode_kernel(heads: float, kv_heads: float, head_dim: float, kv_byte
 
 
 HOPPER = ("h100", "h200")  # SM90 GPUs of the catalog
+
+# XQA's multi-block (split-KV) mode, on by default, cuts each (sequence, KV head) into `blocks` sub-sequences, one
+# thread block each, merged at the end (decoderMaskedMultiheadAttention/decoderXQAImplCommon.h,
+# computeMultiBlockCount, with kMinHistoryTokensPerBlock = 128, kTargetWaveFactor = 8 and
+# getXqaMaxNumSubSeq = 6000 from xqaParams.h / decoderXQAConstants.h): history / 128 blocks, at most
+# round(sqrt(8 x that)) ("otherwise the final reduction may dominate"), then cut so that the thread blocks make at
+# most 8 waves of SMs, then to the 6000 sub-sequences of the workspace; at least 1. `history` is the longest KV
+# length in the call (max_past_kv_length). The GMMA and HMMA launches both take it (decoderXQAImplJIT.cpp).
+XQA_MIN_HISTORY_PER_BLOCK = 128.0
+XQA_TARGET_WAVES = 8.0
+XQA_MAX_SUB_SEQS = 6000.0
+MULTI_BLOCK_KERNELS = ("xqa", "xqa_gmma")
+
+
+def xqa_blocks(history, seqs, kv_heads, sms):
+    """XQA's sub-sequences per (sequence, KV head), computeMultiBlockCount's integer steps, for plain floats or
+    numpy arrays: both paths use the same correctly rounded operations, so they agree bit for bit."""
+    if isinstance(history, float):
+        n = float(math.floor(history / XQA_MIN_HISTORY_PER_BLOCK))
+        n = max(min(n, float(math.floor(math.sqrt(8.0 * n) + 0.5))), 1.0)  # C++ std::round: half away from zero
+        waves = seqs * kv_heads * n / sms / XQA_TARGET_WAVES
+        if waves > 1.0:
+            n = max(float(math.floor(n / waves)), 1.0)
+        return max(min(n, float(math.floor(XQA_MAX_SUB_SEQS / seqs))), 1.0)
+    n = np.floor(history / XQA_MIN_HISTORY_PER_BLOCK)
+    n = np.maximum(np.minimum(n, np.floor(np.sqrt(8.0 * n) + 0.5)), 1.0)
+    waves = seqs * kv_heads * n / sms / XQA_TARGET_WAVES
+    n = np.where(waves > 1.0, np.maximum(np.floor(n / waves), 1.0), n)
+    return np.maximum(np.minimum(n, np.floor(XQA_MAX_SUB_SEQS / seqs)), 1.0)
 
 
 def decode_kernel(engine: str, heads: float, kv_heads: float, head_dim: float, kv_bytes: float, hopper: bool) -> str:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from servesim.perf.kernels import dispatch
+
 TILE = 128.0  # output tile edge (GEMM) and query tile (flash attention) of the Hopper/Ampere kernels measured
 
 
@@ -155,11 +157,12 @@ DECODE_ATTN = Family(
     "generation_attention",
     ("floor", "seq_cost", "kv_head_exp", "compute_eff", "memory_eff", "par_half", "par_exp", "sharpness", "dequant",
      "split_context", "mha_split", "kv_tile", "head_weight", "dequant_fixed", "relayout", "split_below", "alias_hit",
-     "alias_reach", "overlap", "free_wave"),
-    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0, 1.0, 128.0, 0.05, 0.05, 1e-6, 1.0, 1.0, 1.0, 1e-3, 1e-2),
+     "alias_reach", "overlap", "free_wave", "merge_cost"),
+    (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0, 1.0, 128.0, 0.05, 0.05, 1e-6, 1.0, 1.0, 1.0, 1e-3, 1e-2,
+     4e-9),
     (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0, 1e-2, 16.0, 1e-5, 1e-4, 1e-9, 0.05, 1e-3, 1e-2, 1e-4,
-     1e-3),
-    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7, 1e5, 1024.0, 10.0, 3.0, 5e-5, 8.0, 1.0, 1e4, 1.0, 16.0),
+     1e-3, 1e-12),
+    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7, 1e5, 1024.0, 10.0, 3.0, 5e-5, 8.0, 1.0, 1e4, 1.0, 16.0, 1e-5),
 )
 SPLIT_CUTOFF_EXP = 4.0  # how sharply splitting stops as the (sequence, KV head) pairs pass split_below x SMs
 
@@ -172,7 +175,8 @@ def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv
     pages: servesim's clock never sets it, so it only keeps the artefact out of the other coefficients while
     fitting."""
     (floor, seq_cost, kv_head_exp, compute_eff, memory_eff, par_half, par_exp, sharpness, dequant, split_context,
-     mha_split, kv_tile, head_weight, dequant_fixed, relayout, split_below, alias_hit, alias_reach, overlap, free_wave) = c
+     mha_split, kv_tile, head_weight, dequant_fixed, relayout, split_below, alias_hit, alias_reach, overlap, free_wave,
+     merge_cost) = c
     per_token_compute = 4.0 * heads * head_dim / (hw.peak_flops * compute_eff)
     # An 8-bit cache halves the bytes but pays for dequantising them, per token and per call (scales, setup).
     kv_traffic = (2.0 - kv_alias) * kv_heads * head_dim * kv_bytes * (1.0 + dequant * (2.0 - kv_bytes))
@@ -202,25 +206,43 @@ def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv
     return fixed, per_token, starve, split, kv_tile * seqs + overlap * per_seq / per_token
 
 
-def decode_kv(kv_tokens, starve, split, tile):
+def decode_kv(kv_tokens, starve, split, tile, blocks=None):
     """Effective KV tokens of a decode call; `tile` = KV tile x sequences. Each sequence reads whole KV tiles,
     so short contexts cost a tile: K' = (K^4 + T^4) / (K^3 + T^3), which is T at K = 0 and at K = T and tends
     to K beyond. Starvation then adds starve * K' * S / (S + K'). Only +, *, / on K: a span of decode steps
-    evaluates bit for bit as each step alone would."""
+    evaluates bit for bit as each step alone would.
+
+    `blocks` (see decode_multi_block), for a kernel whose split count is a rule of its library (TensorRT-LLM's
+    XQA, dispatch.xqa_blocks): the rule's n sub-sequences per (sequence, KV head) replace the smooth split, so
+    starvation adds starve * K' / n, and each sub-sequence past the first costs a merge. The rule reads the
+    longest KV length of the call; the clock, which knows only the total, takes the mean K / sequences (exact
+    for the equal-length measurements it is fitted on). Its integer steps are floor and sqrt, which numpy and
+    plain floats round alike, so spans stay bit-exact."""
     k2 = kv_tokens * kv_tokens
     t2 = tile * tile
     k = (k2 * k2 + t2 * t2) / (k2 * kv_tokens + t2 * tile)
-    return k + starve * k * split / (split + k)
+    if blocks is None:
+        return k + starve * k * split / (split + k)
+    seqs, kv_heads, sms, merge = blocks
+    n = dispatch.xqa_blocks(kv_tokens / seqs, seqs, kv_heads, sms)
+    return k + starve * k / n + merge * (n - 1.0)
+
+
+def decode_multi_block(c, hw: Hardware, seqs, kv_heads, per_token):
+    """decode_kv's `blocks` for a multi-block kernel: (sequences, KV heads, SMs, merge), where merge is the
+    `merge_cost` seconds of each extra sub-sequence of every (sequence, KV head), as KV tokens' worth of time."""
+    return seqs, kv_heads, float(hw.sms), c[20] * np.maximum(seqs, 1.0) * kv_heads / per_token
 
 
 def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0, kv_alias=0.0,
-                          alias_by_tile=1.0):
+                          alias_by_tile=1.0, multi_block=False):
     """fixed + per_token * decode_kv(K).
 
     `kv_alias` 1: a benchmark whose V pages are its K pages. A kernel that reads each V tile right after its K
     tile (`alias_by_tile` 1: flash decoding, XQA) finds `alias_hit` of the V bytes in L2; one that reads all its
     K before its V (0: TensorRT-LLM's masked MHA) finds them there only while the K chunks in flight, about
-    context x head_dim x bytes per SM (`alias_reach` x L2 in all), fit in L2."""
+    context x head_dim x bytes per SM (`alias_reach` x L2 in all), fit in L2. `multi_block`: the kernel splits
+    by its library's rule (decode_kv)."""
     alias_hit, alias_reach = c[16], c[17]
     if np.any(kv_alias) and hw.l2_bytes:
         in_flight = kv_tokens / np.maximum(seqs, 1.0) * head_dim * kv_bytes * hw.sms / (alias_reach * hw.l2_bytes)
@@ -229,7 +251,8 @@ def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, hea
         kv_alias = kv_alias * alias_hit
     fixed, per_token, starve, split, tile = decode_attention_coeffs(c, hw, seqs, heads, kv_heads, head_dim, kv_bytes,
                                                                     kv_alias)
-    return fixed + per_token * decode_kv(kv_tokens, starve, split, tile)
+    blocks = decode_multi_block(c, hw, seqs, kv_heads, per_token) if multi_block else None
+    return fixed + per_token * decode_kv(kv_tokens, starve, split, tile, blocks)
 
 
 # --- all-reduce over a tensor-parallel group ---------------------------------------------------------------
@@ -243,7 +266,8 @@ ALLREDUCE = Family(
     (1e-4, 1e-4, 1.5, 1.5, 1e-3, 12.0, 1e3, 1e-3, 1e-4, 1.5, 1e-3, 1.5, 12.0, 1e3),
 )
 # Which algorithm runs a message (dispatch.allreduce_path: a rule of the engine's source)
-AR_BEST, AR_ONE_SHOT, AR_TWO_SHOT, AR_NCCL = 0.0, 1.0, 2.0, 3.0
+AR_BEST, AR_ONE_SHOT, AR_TWO_SHOT, AR_NCCL = (dispatch.AR_BEST, dispatch.AR_ONE_SHOT, dispatch.AR_TWO_SHOT,
+                                               dispatch.AR_NCCL)
 # Coefficients only NCCL's rows and the one-shot rows of a known token count identify (a user's allreduce.csv
 # has neither: calibrate keeps the shipped values for them)
 ALLREDUCE_RULE_PARAMS = ("block_eff", "nccl_latency", "nccl_hop", "nccl_eff", "nccl_ll_latency", "nccl_ll_eff",

@@ -284,6 +284,7 @@ def read_aiconfigurator(gpu_dir: str | Path, engine: str) -> list[Samples]:
                 part.variant = kernel
                 # masked MHA reads all of a block's K before its V; XQA reads each V tile after its K tile
                 part.columns["alias_by_tile"] = np.full(len(part), float(kernel != "mmha"))
+                part.meta = {**part.meta, "multi_block": kernel in dispatch.MULTI_BLOCK_KERNELS}  # XQA's split rule
                 out.append(part)
     folder = _newest(gpu_dir / "comm" / engine)
     path = folder / "custom_allreduce_perf.parquet" if folder else None
