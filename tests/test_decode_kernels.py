@@ -2,6 +2,8 @@
 fitted coefficients; the K-only-cache artefact of aiconfigurator's older TensorRT-LLM tables, fitted with and
 priced without; the wave and overlap terms of the per-sequence cost; XQA's multi-block (split-KV) rule."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from servesim.hardware.catalog import get_device
@@ -141,3 +143,40 @@ def test_xqa_prices_its_rules_split_and_a_merge_per_extra_sub_sequence():
         0.5 * forms.decode_kv(65536.0, starve, split, tile, (1.0, 8.0, 1.0, merge))
     assert forms.decode_attention_time(c, hw, 1.0, 8192.0, 32.0, 8.0, 128.0, multi_block=True) == \
         fixed + per_token * forms.decode_kv(8192.0, starve, split, tile, blocks)
+
+
+def test_gmma_rope_runs_separately_only_where_the_rotary_dimension_does_not_fit_the_head():
+    heads = np.array([64.0, 128.0, 256.0])
+    assert list(dispatch.trtllm_rope_pass("xqa_gmma", heads, 128.0)) == [1.0, 0.0, 0.0]
+    assert list(dispatch.trtllm_rope_pass("xqa_gmma", heads, 64.0)) == [0.0, 0.0, 0.0]
+    assert list(dispatch.trtllm_rope_pass("xqa_gmma", heads, 120.0)) == [1.0, 1.0, 1.0]  # not a multiple of 16
+    # HMMA XQA and masked MHA always rotate in their preprocessing kernel: their floors include it, no flag
+    assert not dispatch.trtllm_rope_pass("xqa", heads, 128.0).any()
+    assert not dispatch.trtllm_rope_pass("mmha", heads, 128.0).any()
+
+
+def test_the_separate_rope_pass_is_priced_in_the_fit_and_never_in_the_clock():
+    hw = hardware(get_device("h100"), "generation_attention.xqa_gmma")
+    c = _coeffs(rope_pass=3e-6)
+    args = (hw, 8.0, 8.0 * 1024.0, 32.0, 8.0, 64.0, 1.0)
+    plain = forms.decode_attention_time(c, *args, multi_block=True)
+    flagged = forms.decode_attention_time(c, *args, multi_block=True, rope_pass=1.0)
+    assert abs(flagged - plain - 3e-6) < 1e-12
+    other = _coeffs(rope_pass=4e-5)
+    assert forms.decode_attention_coeffs(c, hw, 8.0, 32.0, 8.0, 64.0, 1.0) == \
+        forms.decode_attention_coeffs(other, hw, 8.0, 32.0, 8.0, 64.0, 1.0)
+    h100 = get_device("h100")
+    cal = load_calibration(h100, "trtllm")
+    gmma = list(cal.get("generation_attention.xqa_gmma"))
+    moved = replace(cal, coeffs={**cal.coeffs, "generation_attention.xqa_gmma": gmma[:21] + [gmma[21] * 10.0]})
+    spans = [CalibratedModel(get_model("llama-3.1-8b"), h100, engine="trtllm", kv_dtype="fp8", calibration=c)
+             .decode_span(8, 8 * 1024, 4) for c in (cal, moved)]
+    assert np.array_equal(spans[0], spans[1])
+
+
+def test_reader_flags_h100_gmma_rows_whose_head_is_narrower_than_the_collectors_rotary_dimension():
+    folder = shared_data("profiles", "aiconfigurator", "data", "h100_sxm")
+    parts = {s.key: s.columns for s in read_aiconfigurator(folder, "trtllm") if s.family == "generation_attention"}
+    gmma = parts["generation_attention.xqa_gmma"]
+    assert np.array_equal(gmma["rope_pass"], (gmma["head_dim"] < 128).astype(float)) and gmma["rope_pass"].any()
+    assert not parts["generation_attention.xqa"]["rope_pass"].any()

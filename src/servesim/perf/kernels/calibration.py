@@ -22,8 +22,8 @@ ENGINES = ("vllm", "sglang", "trtllm")
 REFERENCE = {"h200": "h100", "b200": "h100", "mi300x": "h100", "l40s": "a100"}
 # 2: decode, prefill and elementwise forms gained coefficients; 3: GEMM gained small_tile_cost; 4: decode gained
 # alias_hit; 5: decode gained merge_cost (XQA's multi-block rule), all-reduce the one-shot block term and NCCL's
-# protocols (older files need a refit)
-FORMAT = 5
+# protocols; 6: decode gained rope_pass (older files need a refit)
+FORMAT = 6
 
 
 @dataclass(frozen=True)

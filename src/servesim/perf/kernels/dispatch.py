@@ -75,6 +75,18 @@ def trtllm_decode_kernel(heads: float, kv_heads: float, head_dim: float, kv_byte
 
 HOPPER = ("h100", "h200")  # SM90 GPUs of the catalog
 
+# Rotary embedding in XQA: only the Hopper GMMA kernel applies RoPE itself, and only where the rotary dimension is
+# a multiple of 16 no larger than the head (decoderXQAImplJIT/kernelUtils.cpp, appliesRoPEInXqaKernel: "Unsupported
+# shapes fall back to invokeQKVPreprocessing"). Otherwise a separate preprocessing kernel rotates q and k and writes
+# the new token's K/V first, a launch of its own. HMMA XQA and masked MHA always take their RoPE that way, so their
+# fitted floors include it.
+
+
+def trtllm_rope_pass(kernel: str, head_dim, rotary_dim: float):
+    """1 where the GMMA kernel's RoPE runs as a separate preprocessing pass (rotary dim unsupported), else 0."""
+    fused = (rotary_dim <= head_dim) & (rotary_dim % 16 == 0)
+    return np.where(fused, 0.0, 1.0) if kernel == "xqa_gmma" else np.zeros_like(np.asarray(head_dim, float))
+
 # XQA's multi-block (split-KV) mode, on by default, cuts each (sequence, KV head) into `blocks` sub-sequences, one
 # thread block each, merged at the end (decoderMaskedMultiheadAttention/decoderXQAImplCommon.h,
 # computeMultiBlockCount, with kMinHistoryTokensPerBlock = 128, kTargetWaveFactor = 8 and

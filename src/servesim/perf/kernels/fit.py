@@ -30,7 +30,8 @@ def predict(family: str, coeffs, hw: Hardware, s: Samples) -> np.ndarray:
     if family == "generation_attention":
         return forms.decode_attention_time(coeffs, hw, c["seqs"], c["kv_tokens"], c["heads"], c["kv_heads"],
                                            c["head_dim"], c["kv_bytes"], c.get("kv_alias", 0.0),
-                                           c.get("alias_by_tile", 1.0), s.meta.get("multi_block", False))
+                                           c.get("alias_by_tile", 1.0), s.meta.get("multi_block", False),
+                                           c.get("rope_pass", 0.0))
     if family == "allreduce":
         return forms.allreduce_time(coeffs, hw, c["message_bytes"], c["gpus"], c["path"], c["tokens"])
     if family == "elementwise":

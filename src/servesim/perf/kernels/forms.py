@@ -157,12 +157,13 @@ DECODE_ATTN = Family(
     "generation_attention",
     ("floor", "seq_cost", "kv_head_exp", "compute_eff", "memory_eff", "par_half", "par_exp", "sharpness", "dequant",
      "split_context", "mha_split", "kv_tile", "head_weight", "dequant_fixed", "relayout", "split_below", "alias_hit",
-     "alias_reach", "overlap", "free_wave", "merge_cost"),
+     "alias_reach", "overlap", "free_wave", "merge_cost", "rope_pass"),
     (1e-5, 2e-7, 0.5, 0.3, 0.85, 8.0, 0.5, 3.0, 0.1, 4096.0, 1.0, 128.0, 0.05, 0.05, 1e-6, 1.0, 1.0, 1.0, 1e-3, 1e-2,
-     4e-9),
+     4e-9, 2e-6),
     (1e-7, 1e-12, 1e-3, 0.01, 0.05, 1e-3, 1e-3, 1.0, 1e-4, 16.0, 1e-2, 16.0, 1e-5, 1e-4, 1e-9, 0.05, 1e-3, 1e-2, 1e-4,
-     1e-3, 1e-12),
-    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7, 1e5, 1024.0, 10.0, 3.0, 5e-5, 8.0, 1.0, 1e4, 1.0, 16.0, 1e-5),
+     1e-3, 1e-12, 1e-9),
+    (2e-4, 1e-4, 2.0, 1.0, 1.2, 1e4, 2.0, 12.0, 3.0, 1e7, 1e5, 1024.0, 10.0, 3.0, 5e-5, 8.0, 1.0, 1e4, 1.0, 16.0, 1e-5,
+     5e-5),
 )
 SPLIT_CUTOFF_EXP = 4.0  # how sharply splitting stops as the (sequence, KV head) pairs pass split_below x SMs
 
@@ -176,7 +177,7 @@ def decode_attention_coeffs(c, hw: Hardware, seqs, heads, kv_heads, head_dim, kv
     fitting."""
     (floor, seq_cost, kv_head_exp, compute_eff, memory_eff, par_half, par_exp, sharpness, dequant, split_context,
      mha_split, kv_tile, head_weight, dequant_fixed, relayout, split_below, alias_hit, alias_reach, overlap, free_wave,
-     merge_cost) = c
+     merge_cost, rope_pass) = c
     per_token_compute = 4.0 * heads * head_dim / (hw.peak_flops * compute_eff)
     # An 8-bit cache halves the bytes but pays for dequantising them, per token and per call (scales, setup).
     kv_traffic = (2.0 - kv_alias) * kv_heads * head_dim * kv_bytes * (1.0 + dequant * (2.0 - kv_bytes))
@@ -235,7 +236,7 @@ def decode_multi_block(c, hw: Hardware, seqs, kv_heads, per_token):
 
 
 def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, head_dim, kv_bytes=2.0, kv_alias=0.0,
-                          alias_by_tile=1.0, multi_block=False):
+                          alias_by_tile=1.0, multi_block=False, rope_pass=0.0):
     """fixed + per_token * decode_kv(K).
 
     `kv_alias` 1: a benchmark whose V pages are its K pages. A kernel that reads each V tile right after its K
@@ -252,7 +253,7 @@ def decode_attention_time(c, hw: Hardware, seqs, kv_tokens, heads, kv_heads, hea
     fixed, per_token, starve, split, tile = decode_attention_coeffs(c, hw, seqs, heads, kv_heads, head_dim, kv_bytes,
                                                                     kv_alias)
     blocks = decode_multi_block(c, hw, seqs, kv_heads, per_token) if multi_block else None
-    return fixed + per_token * decode_kv(kv_tokens, starve, split, tile, blocks)
+    return fixed + per_token * decode_kv(kv_tokens, starve, split, tile, blocks) + rope_pass * c[21]
 
 
 # --- all-reduce over a tensor-parallel group ---------------------------------------------------------------

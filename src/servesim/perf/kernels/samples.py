@@ -222,6 +222,11 @@ def _table(path: Path) -> dict[str, np.ndarray]:
 # earlier TensorRT-LLM versions (A100's 1.0.0) carry that artefact: grouped-query decode there reaches 1.69x the
 # HBM peak on K+V bytes (0.85x on K bytes alone); H100's 1.3.0rc20 table stays below 0.93x.
 TRTLLM_DISTINCT_KV_FROM = (1, 3, 0, 20)
+# The same collector builds every TensorRT-LLM attention with RopeParams(dim=128) (rope_gpt_neox), whatever the head
+# size (collect_attn.py, unchanged since its initial commit efcae124c). A head of 64 is narrower than that rotary
+# dimension, so its Hopper GMMA rows take RoPE in a separate kernel (dispatch.trtllm_rope_pass) that a model whose
+# rotary dimension fits its head does not run: a property of those measurement rows, fitted and kept out of the clock.
+COLLECTOR_ROTARY_DIM = 128.0
 
 
 def _trtllm_kv_aliased(version: str) -> bool:
@@ -284,6 +289,8 @@ def read_aiconfigurator(gpu_dir: str | Path, engine: str) -> list[Samples]:
                 part.variant = kernel
                 # masked MHA reads all of a block's K before its V; XQA reads each V tile after its K tile
                 part.columns["alias_by_tile"] = np.full(len(part), float(kernel != "mmha"))
+                part.columns["rope_pass"] = dispatch.trtllm_rope_pass(kernel, part.columns["head_dim"],
+                                                                      COLLECTOR_ROTARY_DIM)
                 part.meta = {**part.meta, "multi_block": kernel in dispatch.MULTI_BLOCK_KERNELS}  # XQA's split rule
                 out.append(part)
     folder = _newest(gpu_dir / "comm" / engine)
