@@ -235,8 +235,11 @@ READING = """Reading the results:
   of SMs; dispatch.xqa_blocks), each extra one costing a merge (merge_cost); the library reads the longest context
   of the call, the clock the mean (it knows only the total; exact for these equal-length tables). What still
   misses is the masked multi-head kernel at short contexts (its latency steps at 15 and 127 cached tokens, which
-  the form does not follow) and, on H100, the GMMA kernel's short contexts and its head_dim-64 rows (collected with
-  attention sinks). Vidur's GEMMs run 13-18% slower than the aiconfigurator fit predicts (other machines, older
+  the form does not follow) and the small XQA calls that TensorRT-LLM hands to the masked kernel instead (fewer
+  than SMs / 4 thread blocks: mayHavePerfGain in decoderXQARunner.cpp), which the choice by head layout does not
+  follow. The collector builds every attention with a 128-wide rotary embedding, which the GMMA kernel applies
+  itself only where it fits the head (appliesRoPEInXqaKernel): the H100 FP8 rows of head size 64 also run a
+  separate RoPE kernel, fitted as a property of those rows (rope_pass) and left out of the clock. Vidur's GEMMs run 13-18% slower than the aiconfigurator fit predicts (other machines, older
   libraries, timing with eager launches).
 - End to end: TensorRT-LLM throughput rows are 5-25% low (servesim schedules them as vLLM does, with
   recompute preemption, and has no host overhead to remove); in NIM row 22 the first 50 requests, sent
