@@ -239,8 +239,9 @@ READING = """Reading the results:
   than SMs / 4 thread blocks: mayHavePerfGain in decoderXQARunner.cpp), which the choice by head layout does not
   follow. The collector builds every attention with a 128-wide rotary embedding, which the GMMA kernel applies
   itself only where it fits the head (appliesRoPEInXqaKernel): the H100 FP8 rows of head size 64 also run a
-  separate RoPE kernel, fitted as a property of those rows (rope_pass) and left out of the clock. Vidur's GEMMs run 13-18% slower than the aiconfigurator fit predicts (other machines, older
-  libraries, timing with eager launches).
+  separate RoPE kernel, fitted as a property of those rows (rope_pass) and left out of the clock. Vidur's GEMMs
+  run 13-18% slower than the aiconfigurator fit predicts (other machines, older libraries, timing with eager
+  launches).
 - End to end: TensorRT-LLM throughput rows are 5-25% low (servesim schedules them as vLLM does, with
   recompute preemption, and has no host overhead to remove); in NIM row 22 the first 50 requests, sent
   together when the closed loop starts, wait for each other's 5,000-token prefills; at 100 clients (row 24) servesim runs out of KV blocks and preempts; the ShareGPT rows use servesim's
