@@ -39,9 +39,13 @@ ACT_BYTES = 2.0  # activations stay bf16 under fp8 weights
 LOGIT_BYTES = 4.0  # the sampler works on fp32 logits
 SAMPLER_PASSES = 4.0  # logits written, then read by softmax/top-k/top-p and the token draw
 
+# XQA's multi-block rule inputs (sequences, KV heads, SMs, merge), or None for kernels without one
+MultiBlock = tuple[float, float, float, float] | None
+# (fixed s, s per effective KV token, starvation, split, tile, multi-block) of a decode attention call
+DecodeAttention = tuple[float, float, float, float, float, MultiBlock]
 # A decode step of b sequences: (host s, per-stage bases, per-stage weights, (starve, split, tile, multi-block),
-# microbatches, send s)
-DecodeCoeffs = tuple[float, list[float], list[float], tuple, float, float]
+# microbatches, send s). Typed element by element: compiled, the span loop's arithmetic stays on native floats.
+DecodeCoeffs = tuple[float, list[float], list[float], tuple[float, float, float, MultiBlock], float, float]
 
 
 class CalibratedModel:
@@ -103,7 +107,7 @@ class CalibratedModel:
         # Plain floats, the same values: every step reads three entries, and a numpy array would box a numpy scalar.
         self._tables: dict[str, list[float]] = {name: table.tolist() for name, table in tables.items()}
         self._decode_cache: dict[int, DecodeCoeffs] = {}
-        self._decode_attn_cache: dict[int, tuple] = {}
+        self._decode_attn_cache: dict[int, DecodeAttention] = {}
         self._beyond: dict[tuple[str, int], float] = {}  # table entries priced past the tables' end
         # A step's prefill is most often one fresh prompt (no cached context): its attention price then depends on
         # the prompt length alone and is remembered per length (NaN: not yet), the same bits as pricing it again.
@@ -155,19 +159,21 @@ class CalibratedModel:
         return forms.prefill_attention_time(self._prefill, self._hw, seqs, tokens, pairs, kv_tokens, self.heads,
                                             self.kv_heads, self.model.head_dim, self.kv_bytes)
 
-    def _decode_attention(self, seqs: int) -> tuple:
+    def _decode_attention(self, seqs: int) -> DecodeAttention:
         """(fixed s, s per effective KV token, starvation, split, tile, multi-block or None) for `seqs` decodes;
         see forms.decode_kv. Cached per `seqs`: mixed steps ask for it every step, and the form costs numpy scalar
         work."""
         cached = self._decode_attn_cache.get(seqs)
         if cached is None:
-            coeffs = tuple(float(c) for c in forms.decode_attention_coeffs(
-                self._decode, self._hw, float(seqs), self.heads, self.kv_heads, self.model.head_dim, self.kv_bytes))
-            blocks = None
+            c = [float(x) for x in forms.decode_attention_coeffs(
+                self._decode, self._hw, float(seqs), self.heads, self.kv_heads, self.model.head_dim, self.kv_bytes)]
+            blocks: tuple[float, float, float, float] | None = None
             if self._multi_block:
-                blocks = tuple(float(x) for x in forms.decode_multi_block(self._decode, self._hw, float(seqs),
-                                                                          float(self.kv_heads), coeffs[1]))
-            cached = self._decode_attn_cache[seqs] = (*coeffs, blocks)
+                b = [float(x) for x in forms.decode_multi_block(self._decode, self._hw, float(seqs),
+                                                                 float(self.kv_heads), c[1])]
+                blocks = (b[0], b[1], b[2], b[3])
+            cached = (c[0], c[1], c[2], c[3], c[4], blocks)
+            self._decode_attn_cache[seqs] = cached
         return cached
 
     def _table(self, name: str, m: int) -> float:
