@@ -25,7 +25,7 @@ class ReplicaQueue:
 
     def schedule(self, replica: int, time: float) -> None:
         """The replica's next event is at `time`, replacing the one it had."""
-        self._version[replica] += 1
+        self._version[replica] = self._version[replica] + 1  # compiled, `+=` on an item is generic arithmetic
         self._time[replica] = time
         i = self._at[replica]
         if i < 0:

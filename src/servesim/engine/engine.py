@@ -236,16 +236,17 @@ class ReplicaEngine:
         done = []
         last_emit = emits.last
         for rid in rids:
-            no[rid] += 1
+            out = no[rid] + 1  # not `no[rid] += 1`: compiled, an augmented item assignment is generic arithmetic
+            no[rid] = out
             if last_emit[rid] == step - 1:  # EmitLog.emit, inlined: most tokens continue a range
                 last_emit[rid] = step
             else:
                 emits.emit(rid, step)
-            if no[rid] == 1:  # its first token (outputs survive preemption, so this happens once)
+            if out == 1:  # its first token (outputs survive preemption, so this happens once)
                 req.first_token[rid] = end
-            if no[rid] >= mt[rid]:
+            if out >= mt[rid]:
                 done.append((rid, FINISH_LENGTH))
-            elif pl[rid] + no[rid] >= cfg.max_model_len:
+            elif pl[rid] + out >= cfg.max_model_len:
                 done.append((rid, FINISH_MODEL_LEN))
         if done:
             self._finish(done, end)
@@ -327,9 +328,10 @@ class ReplicaEngine:
         continuing = first_step - 1
         for rid in running:  # the hot loop: EmitLog.emit_range inlined
             c = nc[rid] + k
-            grow = -(-c // bs) - n_blocks[rid]
+            held = n_blocks[rid]
+            grow = -(-c // bs) - held
             if grow > 0:
-                n_blocks[rid] += grow
+                n_blocks[rid] = held + grow
                 new_blocks += grow
             if caching:
                 n_hashed[rid] = c // bs

@@ -111,7 +111,7 @@ class KVCacheManager:
             if ref[b] == 0:
                 del self.lru[b]
                 self.lru_free -= 1
-            ref[b] += 1
+            ref[b] = ref[b] + 1  # compiled, `+=` on an item is generic arithmetic
         self.registered[rid] = hits
         self.n_blocks[rid] = num_hits
         self.n_hashed[rid] = num_hits
@@ -227,7 +227,8 @@ class KVCacheManager:
             self.lru_free += own_hashed
         ref = self.ref
         for b in reversed(registered):
-            ref[b] -= 1
-            if ref[b] == 0:
+            left = ref[b] - 1
+            ref[b] = left
+            if left == 0:
                 lru[b] = 1
                 self.lru_free += 1

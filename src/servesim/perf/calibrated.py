@@ -81,6 +81,7 @@ class CalibratedModel:
                                         hopper=cal.measured_on in dispatch.HOPPER)
         key = f"generation_attention.{kernel}"
         self._decode = cal.get(key if kernel and key in cal.coeffs else "generation_attention")
+        self._shared_floor = float(min(self._decode[0], self._prefill[0]))  # the floor a mixed step pays once
         # ... and XQA splits long contexts by a rule of its own, which decode_kv applies step by step
         self._multi_block = kernel in dispatch.MULTI_BLOCK_KERNELS and key in cal.coeffs
         self._allreduce = cal.get("allreduce") if tp > 1 or pp > 1 else None
@@ -254,9 +255,9 @@ class CalibratedModel:
         if s.decode_seqs:
             decode_seqs = -(-s.decode_seqs // micro)
             fixed, per_token, starve, split, tile, blocks = self._decode_attention(decode_seqs)
-            kv = forms.decode_kv(s.decode_kv_tokens / micro, starve, split, tile, blocks)
+            kv: float = float(forms.decode_kv(s.decode_kv_tokens / micro, starve, split, tile, blocks))
             # One varlen attention call serves both: it pays one launch floor, not two.
-            attn += fixed + per_token * kv - min(self._decode[0], self._prefill[0])
+            attn += fixed + per_token * kv - self._shared_floor
         layer = self._table("layer", tokens) + attn
         host = self._host_fixed + self._host_per_seq * s.num_seqs
         if self.pp == 1:  # the stage loop below for one stage: the same operations in the same order

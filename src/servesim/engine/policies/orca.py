@@ -32,7 +32,7 @@ class OrcaPolicy(Policy):
         scheduled: dict[int, int] = {}
         budget = cfg.max_num_batched_tokens
         while waiting and len(running) < cfg.max_num_seqs:
-            rid = waiting[0]
+            rid: int = waiting[0]  # typed: the queue is Any
             n = admit(eng, rid, budget, now, chunked=False, watermark=True)
             if n == 0:
                 break

@@ -48,7 +48,7 @@ class PriorityPolicy(Policy):
             return list(scheduled.items())
         prio = self._prio
         while waiting and budget > 0:
-            rid = waiting[0]
+            rid: int = waiting[0]  # typed: the queue is Any
             n = admit(eng, rid, budget, now) if len(running) < cfg.max_num_seqs else 0
             if n == 0:
                 if not running:

@@ -40,7 +40,7 @@ class SarathiPolicy(Policy):
         # 3. new requests, first come first served.
         waiting, running = eng.waiting, eng.running
         while waiting and budget > 0 and len(running) < eng.cfg.max_num_seqs:
-            rid = waiting[0]
+            rid: int = waiting[0]  # typed: the queue is Any
             n = admit(eng, rid, budget, now, reserve_full=self.reserve_full)
             if n == 0:
                 break

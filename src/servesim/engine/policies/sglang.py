@@ -54,7 +54,7 @@ class SGLangPolicy(Policy):
                 self._order_by_prefix(eng)
             free_tokens = self._unreserved_tokens(eng)
             while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
-                rid = waiting[0]
+                rid: int = waiting[0]  # typed: the queue is Any
                 want = self._admission_tokens(eng, rid)
                 if want > free_tokens and running:  # alone, a request only needs its blocks to fit
                     eng.note_blocked(rid)

@@ -35,7 +35,7 @@ class StaticPolicy(Policy):
         waiting, running = eng.waiting, eng.running
         reserve = kv.num_free
         while waiting and len(running) < cfg.max_num_seqs:
-            rid = waiting[0]
+            rid: int = waiting[0]  # typed: the queue is Any
             blocks = cdiv(min(req.prompt_len[rid] + req.max_tokens[rid], cfg.max_model_len), cfg.block_size)
             if blocks > reserve:
                 break

@@ -62,22 +62,23 @@ class VllmV1Policy(Policy):
         if preempted:
             return scheduled
         while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
-            rid = waiting[0]
-            num_tokens = pl[rid] + no[rid]
-            hits = kv.lookup(rid, num_tokens)
+            head: int = waiting[0]  # a new name: `rid = waiting[0]` would make rid Any (the queue is Any)
+            num_tokens = pl[head] + no[head]
+            hits = kv.lookup(head, num_tokens)
             cached = len(hits) * cfg.block_size
-            computed = eng.ready_tokens(rid, cached)
+            computed = eng.ready_tokens(head, cached)
             n = num_tokens - computed
             if 0 < threshold < n:
                 n = threshold
             if not cfg.enable_chunked_prefill and n > budget:
                 break
             n = min(n, budget)
-            if not kv.admit(rid, hits, n + computed - cached, num_tokens, max_model_len, apply_watermark=bool(running)):
-                eng.note_blocked(rid)
+            if not kv.admit(head, hits, n + computed - cached, num_tokens, max_model_len,
+                            apply_watermark=bool(running)):
+                eng.note_blocked(head)
                 break
-            eng.admitted(rid, computed, now)
-            scheduled.append((rid, n))
+            eng.admitted(head, computed, now)
+            scheduled.append((head, n))
             budget -= n
         return scheduled
 
