@@ -2,6 +2,7 @@
 must never run once its sources have changed."""
 
 import os
+import re
 import subprocess
 import sys
 from importlib.machinery import SourceFileLoader
@@ -78,3 +79,35 @@ def test_engine_config_pickles_compiled_or_not():
     cfg = EngineConfig(num_gpu_blocks=100, block_size=32, watermark=0.01)
     back = pickle.loads(pickle.dumps(cfg))
     assert back == cfg and dataclasses.asdict(back) == dataclasses.asdict(cfg)
+
+
+# The hot loops' arithmetic must stay on native ints and floats once compiled. A loose type (a bare `tuple`, an
+# `Any` index, `xs[i] += 1`) makes mypyc fall back to generic object arithmetic (PyNumber_*), which boxes every
+# value: one bare tuple made the decode-span loop cost ten times its instructions, with identical results.
+NATIVE_ARITHMETIC = ("calibrated___CalibratedModel___decode_span_until", "engine___ReplicaEngine____plan_span",
+                     "engine___ReplicaEngine____apply_span", "engine___ReplicaEngine____step",
+                     "engine___ReplicaEngine____emit", "vllm_v1___VllmV1Policy___schedule",
+                     "vllm_v1___VllmV1Policy___decode_span_ok", "events___ReplicaQueue___schedule")
+GENERATED_C = os.path.join(os.path.dirname(__file__), "..", "build", "mypyc", "c", "__native_servesim_core.c")
+
+
+def _c_function(source: str, name: str) -> str:
+    """The body of the C function mypyc generated for `name` (its definition, not a prototype or a call)."""
+    match = re.search(r"\n[^\n;]*\bCPyDef_" + name + r"\([^;{]*\)\s*\{", source)
+    assert match, f"no generated function CPyDef_{name}"
+    depth, i = 1, match.end()
+    while depth:
+        depth += {"{": 1, "}": -1}.get(source[i], 0)
+        i += 1
+    return source[match.start():i]
+
+
+@pytest.mark.skipif(not os.path.exists(GENERATED_C), reason="no generated C here (`make compile` writes it)")
+@pytest.mark.parametrize("name", NATIVE_ARITHMETIC)
+def test_hot_loops_compile_to_native_arithmetic(name):
+    with open(GENERATED_C) as fh:
+        source = fh.read()
+    generic = sorted({op for op in ("PyNumber_Add", "PyNumber_Subtract", "PyNumber_Multiply", "PyNumber_TrueDivide",
+                                    "PyNumber_InPlaceAdd", "PyNumber_InPlaceSubtract") if op + "(" in
+                      _c_function(source, name)})
+    assert not generic, f"{name} compiles to generic arithmetic {generic}: a value in it lost its type"
