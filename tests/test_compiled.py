@@ -84,10 +84,18 @@ def test_engine_config_pickles_compiled_or_not():
 # The hot loops' arithmetic must stay on native ints and floats once compiled. A loose type (a bare `tuple`, an
 # `Any` index, `xs[i] += 1`) makes mypyc fall back to generic object arithmetic (PyNumber_*), which boxes every
 # value: one bare tuple made the decode-span loop cost ten times its instructions, with identical results.
-NATIVE_ARITHMETIC = ("calibrated___CalibratedModel___decode_span_until", "engine___ReplicaEngine____plan_span",
+NATIVE_ARITHMETIC = ("calibrated___CalibratedModel___decode_span_until",
+                     "calibrated___CalibratedModel____decode_coeffs",
+                     "calibrated___CalibratedModel____decode_attention", "engine___ReplicaEngine____plan_span",
                      "engine___ReplicaEngine____apply_span", "engine___ReplicaEngine____step",
-                     "engine___ReplicaEngine____emit", "vllm_v1___VllmV1Policy___schedule",
-                     "vllm_v1___VllmV1Policy___decode_span_ok", "events___ReplicaQueue___schedule")
+                     "engine___ReplicaEngine____emit", "engine___ReplicaEngine____finish",
+                     "vllm_v1___VllmV1Policy___schedule", "vllm_v1___VllmV1Policy___decode_span_ok",
+                     "kv_cache___KVCacheManager___extend", "kv_cache___KVCacheManager___admit",
+                     "kv_cache___KVCacheManager___take", "kv_cache___KVCacheManager____cache",
+                     "perf___base___StepTotals___add", "events___ReplicaQueue___schedule",
+                     "events___ReplicaQueue___pop",
+                     "events___ReplicaQueue____down", "events___ReplicaQueue____up", "driver___ClusterRun___run",
+                     "driver___ClusterRun____deliver", "router___LeastOutstandingRouter___choose")
 GENERATED_C = os.path.join(os.path.dirname(__file__), "..", "build", "mypyc", "c", "__native_servesim_core.c")
 
 
