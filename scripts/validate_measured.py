@@ -118,6 +118,7 @@ def chunked_lines(gpus: list[str], rows: list[dict]) -> list[str]:
     return out
 
 
+@functools.cache  # the markdown, its FP8 parts and the tests read the same rows: price each step once
 def step_rows(gpu: str, folder: str = "steps", dtype: str = "bf16") -> list[dict]:
     device, model = get_device(gpu), get_model(STEP_MODEL).with_dtype(dtype)
     own, shipped = own_calibration(gpu), load_calibration(device, "vllm")
@@ -178,8 +179,8 @@ def fp8_lines(gpus: list[str]) -> list[str]:
         out += step_table_rows(g, rows)
         out += ["", "Median absolute error: " + "; ".join(step_summary(g, rows)) + ". Every `own` decode step is low, "
                 f"by {min(gaps):.2f}-{max(gaps):.2f} ms (the bf16 decodes of the same lease: {min(bf16_gaps):.2f}-"
-                f"{max(bf16_gaps):.2f} ms): consistent with the unpriced kernels of the bf16 steps plus the 128 input casts (4 GEMMs x 32 layers) that vLLM fuses into the norm or activation "
-                "before each GEMM."]
+                f"{max(bf16_gaps):.2f} ms): consistent with the unpriced kernels of the bf16 steps plus the 128 input casts "
+                "(4 GEMMs x 32 layers) that vLLM fuses into the norm or activation before each GEMM."]
         out += fp8_extra_lines(g)
     return out
 
@@ -193,8 +194,8 @@ def fp8_extra_lines(gpu: str) -> list[str]:
         return []
     with (folder / "cast.csv").open(newline="") as fh:
         cast = {(int(r["tokens"]), int(r["width"])): float(r["latency_us"]) for r in csv.DictReader(fh)}
-    layers, hidden, inter = get_model(STEP_MODEL).num_layers, get_model(STEP_MODEL).hidden_size, \
-        get_model(STEP_MODEL).intermediate_size
+    model = get_model(STEP_MODEL)
+    layers, hidden, inter = model.num_layers, model.hidden_size, model.intermediate_size
     bf16 = {(r["batch"], r["length"]): r["measured"] - r["own"] for r in step_rows(gpu, "steps-fp8/bf16")
             if r["kind"] == "decode"}
     out = ["", f"The casts timed alone on a later lease (`measurements/{gpu}/fp8-extra/cast.csv`, `profile_kernels.py "
