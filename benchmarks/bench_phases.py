@@ -15,6 +15,7 @@ import os
 import resource
 import time
 
+import servesim.metrics.steps as steps
 import servesim.metrics.summary as summary
 import servesim.simulate as simulate
 from servesim.config import make_config
@@ -70,7 +71,7 @@ def main() -> None:
                                 (simulate, "combine_colocated", "gathering results"),
                                 (summary, "itl_weighted", "metrics: ITL pass"),
                                 (summary, "weighted_distribution", "metrics: ITL percentiles"),
-                                (summary, "step_statistics", "metrics: step statistics"),
+                                (steps.StepStatsPass, "add", "metrics: step statistics (inside the ITL pass)"),
                                 (simulate, "summarize", "metrics: summary (all of the above three and more)"),
                                 (simulate, "cluster_summary", "metrics: cluster summary")):
         timed(module, name, label)

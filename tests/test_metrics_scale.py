@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servesim.metrics import latency
+from servesim.config import make_config
 from servesim.metrics.latency import PERCENTILES, itl_weighted, weighted_percentiles
+from servesim.simulate import run_simulation
 
 
 def _reference(values, counts, qs):
@@ -110,6 +112,24 @@ def test_fixed_dot_fed_in_pieces_gives_the_bits_of_the_whole(cuts, seed):
     assert streamed.value() == fixed_sum.fixed_dot(values, weights)
     with pytest.raises(ValueError, match="lengths differ"):
         streamed.add(values[:3], weights[:2])
+
+
+def test_fixed_dot_of_one_array_is_its_fixed_sum():
+    from servesim.metrics import fixed_sum
+    values = np.random.default_rng(5).choice([1e16, -1e16, 1.0, 3.0], 200_001)
+    streamed = fixed_sum.FixedDot()
+    streamed.add(values[:70_000])
+    streamed.add(values[70_000:])
+    assert streamed.value() == fixed_sum.fixed_dot(values, np.ones(len(values)))
+
+
+def test_the_itl_pass_computes_the_same_step_statistics_as_their_own_pass():
+    from servesim.metrics.steps import StepTable, step_statistics
+    result = run_simulation(make_config(None, model="llama-3.1-8b", gpu="h100", workload="chat", seed=2,
+                                        requests=400, qps=8.0, replicas=3, router="least-outstanding"))
+    alone = step_statistics(StepTable(result.steps.parts))  # a fresh table: its own pass over the replicas
+    assert alone.engine == result.summary["engine"]
+    assert alone.replicas == result.steps.stats.replicas
 
 
 def test_step_statistics_of_a_plain_dict_finds_the_latest_end_whatever_the_row_order():

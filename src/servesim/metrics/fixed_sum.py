@@ -23,13 +23,15 @@ def fixed_dot(a: np.ndarray, b: np.ndarray) -> float:
 
 class FixedDot:
     """fixed_dot of two arrays that arrive in pieces, in order: the same chunks of the whole, so the same bits,
-    without holding the whole arrays."""
+    without holding the whole arrays. Fed one array (`add(a)`), it is the fixed sum of that array."""
 
     def __init__(self) -> None:
         self._sums: list[float] = []
         self._held: tuple[np.ndarray, np.ndarray] | None = None  # the start of a chunk still being filled
 
-    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+    def add(self, a: np.ndarray, b: np.ndarray | None = None) -> None:
+        if b is None:
+            b = np.broadcast_to(1.0, a.shape)  # a * 1.0 is a, bit for bit
         if len(a) != len(b):
             raise ValueError(f"FixedDot.add: lengths differ ({len(a)} and {len(b)})")
         start = 0

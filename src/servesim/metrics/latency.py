@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from servesim.metrics.fixed_sum import fixed_dot
-from servesim.metrics.steps import StepTable, num_steps, segments
+from servesim.metrics.steps import StepStatsPass, StepTable, num_steps, segments
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -47,14 +47,15 @@ def _gaps_between_ranges(emits) -> tuple[np.ndarray, np.ndarray]:
     return lo[1:][same], hi[:-1][same]
 
 
-def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
+def itl_weighted(steps, emits, stats: StepStatsPass | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Every inter-token latency as (value, multiplicity) pairs, in memory linear in steps, not tokens.
 
     Inside a range of consecutive steps lo..hi a request's gaps are the differences of consecutive step ends;
     between two ranges of one request (it was preempted or skipped) the gap is one value. The multiplicities
     are int32 (at most the batch size; half the memory of float64 where a run peaks): the weighted mean and
     percentiles convert them exactly, to the bits float64 counts gave. `steps` is a dict of step columns
-    or a StepTable, read one replica at a time (a request's ranges all lie in one replica's steps).
+    or a StepTable, read one replica at a time (a request's ranges all lie in one replica's steps). `stats`, if
+    given, is fed the same replicas' step columns.
     """
     _, lo, hi = emits
     after, before = _gaps_between_ranges(emits)
@@ -62,7 +63,10 @@ def itl_weighted(steps, emits) -> tuple[np.ndarray, np.ndarray]:
     values = np.empty(num_steps(steps) + len(after))
     counts = np.empty(len(values), dtype=np.int32)
     kept = 0
-    for seg in segments(steps, ("end",)):
+    names = ("end",) + (StepStatsPass.NAMES if stats is not None else ())
+    for seg in segments(steps, names, stats.kv_blocks_usable if stats is not None else None):
+        if stats is not None:
+            stats.add(seg)
         ends = seg.columns["end"]
         first, stop = seg.offset, seg.offset + len(ends)
         mine = (lo >= first) & (lo < stop)

@@ -122,53 +122,77 @@ def _last_end(steps, step: int) -> float:
     return float(np.max(steps["start"] + steps["duration"]))
 
 
-def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
-    """Busy time, KV usage, batch sizes and queue peaks over all steps and per replica, in one pass over the
-    replicas; only the durations are kept for the whole cluster (their numpy sum needs the whole array). Kept on
-    a StepTable, so the summary and the cluster summary share the pass."""
-    if isinstance(steps, StepTable) and steps.stats is not None:
-        return steps.stats
-    n = num_steps(steps)
-    durations = np.empty(n)
-    weighted = {name: FixedDot() for name in ("kv_usage", "running", "num_tokens")}  # each times the durations
-    replicas, peaks = {}, {"running": 0, "waiting": 0, "end": -np.inf, "kv_usage": 0.0}
-    names = ("duration", "kv_blocks_used", "running", "waiting", "num_tokens")
-    for seg in segments(steps, names, kv_blocks_usable):
-        cols = seg.columns
+class StepStatsPass:
+    """step_statistics fed one replica's columns at a time, so that another pass over the replicas (the ITL pass)
+    can compute it from the columns it reads anyway instead of expanding every decode span a second time. Every
+    sum over the whole cluster is a FixedDot, exact in pieces, so nothing is kept as long as the step table."""
+
+    NAMES = ("duration", "kv_blocks_used", "running", "waiting", "num_tokens")
+
+    def __init__(self, steps, kv_blocks_usable=None):
+        self.steps = steps
+        self.kv_blocks_usable = kv_blocks_usable
+        self.total = FixedDot()  # the durations' sum
+        self.weighted = {name: FixedDot() for name in ("kv_usage", "running", "num_tokens")}  # each times the durations
+        self.replicas: dict[int, dict] = {}
+        self.peaks = {"running": 0, "waiting": 0, "end": -np.inf, "kv_usage": 0.0}
+
+    def add(self, seg: Segment) -> None:
+        cols, peaks = seg.columns, self.peaks
         mine = cols["duration"]
-        durations[seg.offset: seg.offset + len(mine)] = mine
+        self.total.add(mine)
         usage = cols["kv_blocks_used"] / np.maximum(1, seg.usable)
         for name, values in (("kv_usage", usage), ("running", cols["running"]), ("num_tokens", cols["num_tokens"])):
-            weighted[name].add(values, mine)
+            self.weighted[name].add(values, mine)
         busy = float(mine.sum())
-        replicas[seg.replica] = {"steps": len(mine), "busy_s": busy,
-                                 "kv_usage_peak": float(usage.max()) if len(mine) else 0.0,
-                                 "kv_usage_mean": fixed_dot(usage, mine) / busy if busy > 0 else 0.0}
+        self.replicas[seg.replica] = {"steps": len(mine), "busy_s": busy,
+                                      "kv_usage_peak": float(usage.max()) if len(mine) else 0.0,
+                                      "kv_usage_mean": fixed_dot(usage, mine) / busy if busy > 0 else 0.0}
         if len(mine):
             peaks["running"] = max(peaks["running"], int(cols["running"].max()))
             peaks["waiting"] = max(peaks["waiting"], int(cols["waiting"].max()))
             peaks["kv_usage"] = max(peaks["kv_usage"], float(usage.max()))
-            peaks["end"] = max(peaks["end"], _last_end(steps, seg.offset + len(mine) - 1))
-        del cols, seg, mine, usage
-    total = durations.sum()
+            peaks["end"] = max(peaks["end"], _last_end(self.steps, seg.offset + len(mine) - 1))
 
-    def time_weighted(name: str) -> float | None:
-        return weighted[name].value() / float(total) if total > 0 else None
+    def finish(self) -> StepStats:
+        """The statistics of every segment added (kept on a StepTable, so the summary and the cluster summary
+        share them)."""
+        n, peaks = num_steps(self.steps), self.peaks
+        total = self.total.value()
 
-    engine = {
-        "steps": n,
-        "busy_s": float(total),
-        "kv_usage_peak": peaks["kv_usage"] if n else 0.0,
-        "kv_usage_mean": time_weighted("kv_usage"),
-        "running_mean": time_weighted("running"),
-        "mean_batch_tokens": time_weighted("num_tokens"),
-        "running_peak": peaks["running"],
-        "waiting_peak": peaks["waiting"],
-        "last_step_end_s": peaks["end"] if n else 0.0,
-    }
-    order = ("steps", "busy_s", "kv_usage_peak", "kv_usage_mean", "running_mean", "running_peak", "waiting_peak",
-             "mean_batch_tokens", "last_step_end_s")
-    stats = StepStats({key: engine[key] for key in order}, replicas)
-    if isinstance(steps, StepTable):
-        steps.stats = stats
-    return stats
+        def time_weighted(name: str) -> float | None:
+            return self.weighted[name].value() / total if total > 0 else None
+
+        engine = {
+            "steps": n,
+            "busy_s": total,
+            "kv_usage_peak": peaks["kv_usage"] if n else 0.0,
+            "kv_usage_mean": time_weighted("kv_usage"),
+            "running_mean": time_weighted("running"),
+            "running_peak": peaks["running"],
+            "waiting_peak": peaks["waiting"],
+            "mean_batch_tokens": time_weighted("num_tokens"),
+            "last_step_end_s": peaks["end"] if n else 0.0,
+        }
+        stats = StepStats(engine, self.replicas)
+        if isinstance(self.steps, StepTable):
+            self.steps.stats = stats
+        return stats
+
+
+def step_pass(steps, kv_blocks_usable=None) -> StepStatsPass | None:
+    """A pass to feed, or None when the table already has its statistics."""
+    if isinstance(steps, StepTable) and steps.stats is not None:
+        return None
+    return StepStatsPass(steps, kv_blocks_usable)
+
+
+def step_statistics(steps, kv_blocks_usable=None) -> StepStats:
+    """Busy time, KV usage, batch sizes and queue peaks over all steps and per replica, in one pass over the
+    replicas (none when a StepTable has them already)."""
+    stats = step_pass(steps, kv_blocks_usable)
+    if stats is None:
+        return steps.stats
+    for seg in segments(steps, StepStatsPass.NAMES, kv_blocks_usable):
+        stats.add(seg)
+    return stats.finish()

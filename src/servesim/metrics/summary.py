@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from servesim.metrics.latency import distribution, itl_weighted, request_latencies, weighted_distribution
-from servesim.metrics.steps import step_statistics
+from servesim.metrics.steps import step_pass
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,9 @@ def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, 
     start = float(reqs["arrival"][done].min())
     end = float(reqs["finished"][done].max())
     duration = end - start
-    itl = weighted_distribution(*itl_weighted(steps, emits))  # first: its buffers are the largest arrays here
+    # The ITL pass first (its buffers are the largest arrays here); it computes the step statistics on the way.
+    stats = step_pass(steps, kv_blocks_usable)
+    itl = weighted_distribution(*itl_weighted(steps, emits, stats))
     lat = request_latencies(reqs)
     out["latency_s"] = {
         "ttft": distribution(lat["ttft"]),
@@ -76,6 +78,5 @@ def summarize(reqs: dict[str, np.ndarray], steps: dict[str, np.ndarray], emits, 
         "hit_tokens": int(reqs["hit_tokens"].sum()),
         "hit_rate": float(reqs["cached_tokens"][done].sum() / max(1, prompt_tokens)),
     }
-    del lat, met  # the step statistics hold two float columns as long as the step table
-    out["engine"] = step_statistics(steps, kv_blocks_usable).engine
+    out["engine"] = (stats.finish() if stats is not None else steps.stats).engine
     return out
