@@ -16,7 +16,7 @@ def manager(blocks, shared_tokens=None, caching=True, bs=16):
         return ("u", rid, i)
 
     return KVCacheManager(blocks, bs, caching, key, lambda rid: shared_tokens.get(rid, (None, 0))[1] // bs,
-                          RequestBlocks(8))
+                          RequestBlocks(16))
 
 
 ops = st.lists(st.tuples(st.sampled_from(["admit", "extend", "free", "preempt"]), st.integers(0, 7),
@@ -56,6 +56,14 @@ def test_accounting_never_goes_wrong(seq, blocks, caching):
         for r, tokens in live.items():
             assert kv.n_blocks[r] == cdiv(tokens, 16)
         assert all(count > 0 for count in kv.lru.values())
+        for r in range(8):  # lookup's shortcut (nothing registered for r) agrees with walking the hashes
+            walked = []
+            for i in range(63):
+                holders = kv.cached.get(kv._key(r, i)) if caching else None
+                if not holders:
+                    break
+                walked.append(next(iter(holders)))
+            assert kv.lookup(r, 1009) == walked
     for r in list(live):
         kv.free(r, will_resume=False)
     assert kv.num_free == kv.num_usable

@@ -39,7 +39,9 @@ class SpanPlan:
         self.start = start
         self.kv_tokens = kv_tokens  # KV read by the span's first step
         self.ends = ends  # end time of each step
-        self.slack = slack  # per running request, sorted: decode steps before it needs a new KV block
+        # Per running request: decode steps before it needs a new KV block (sorted only where the free blocks
+        # bounded the span; order matters to nobody else, and kv_used_at sorts it).
+        self.slack = slack
         self.kv_used = kv_used  # blocks in use before the span
 
 
@@ -194,6 +196,7 @@ class ReplicaEngine:
         plan = self.pending
         assert plan is not None, "kv_used_at() needs a pending span"
         started = 1 + bisect_left(plan.ends, now, 0, len(plan.ends) - 1)
+        plan.slack.sort()
         rounds, within = divmod(started - 1, self.cfg.block_size)
         return plan.kv_used + len(plan.slack) * rounds + bisect_right(plan.slack, within)
 
@@ -291,14 +294,16 @@ class ReplicaEngine:
             c = nc[r]
             kv_tokens += c
             slack.append(n_blocks[r] * bs - c)
-        slack.sort()
         b = len(running)
         free = kv.num_free
-        k_kv = slack[free % b] + (free // b) * bs
-        if k_kv < k_max:
-            k_max = k_kv
-            if k_max < 1:
-                return None
+        rounds = free // b  # every request can take this many blocks, and the first free % b of them one more
+        if rounds * bs < k_max:  # otherwise the blocks outlast the span whatever the slack
+            slack.sort()
+            k_kv = slack[free % b] + rounds * bs
+            if k_kv < k_max:
+                k_max = k_kv
+                if k_max < 1:
+                    return None
         kv_tokens += b
         calibrated = self.calibrated
         if calibrated is not None:
@@ -307,7 +312,7 @@ class ReplicaEngine:
             ends = decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon)
         return SpanPlan(now, kv_tokens, ends, slack, kv.num_used)
 
-    def _apply_span(self, k: int, now: float, kv_tokens: int, ends: list[float], slack_sorted: list[int]) -> None:
+    def _apply_span(self, k: int, now: float, kv_tokens: int, ends: list[float], slack: list[int]) -> None:
         req, cfg, kv = self.req, self.cfg, self.kv
         running = self.running
         nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens
@@ -352,5 +357,5 @@ class ReplicaEngine:
         self.step_kv_used = kv.num_used
         if done:
             self._finish(done, ends[-1])
-        self.steps.append_span(now, ends, b, kv_tokens, len(self.waiting), used_before, slack_sorted,
+        self.steps.append_span(now, ends, b, kv_tokens, len(self.waiting), used_before, slack,
                                len(self.running), kv.num_used)

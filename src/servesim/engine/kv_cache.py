@@ -37,17 +37,21 @@ class RequestBlocks:
         self.held = [0] * num_requests
         self.hashed = [0] * num_requests
         self.registered = [NOTHING_REGISTERED] * num_requests
+        # True once a preemption registered a request's own blocks (for it to hit when it resumes): before that,
+        # a request that shares no prefix has nothing a lookup could find.
+        self.resumable = [False] * num_requests
 
 
 class KVCacheManager:
     def __init__(self, num_blocks: int, block_size: int, enable_caching: bool, block_key: BlockKey,
-                 shared_blocks: Callable[[int], int], columns: RequestBlocks, watermark: float = 0.0):
+                 shared_blocks: Callable[[int], int] | None, columns: RequestBlocks, watermark: float = 0.0):
         self.block_size = block_size
         self.num_usable = num_blocks - 1  # vLLM reserves block 0 as the null block
         self.enable_caching = enable_caching
         self.watermark_blocks = int(watermark * num_blocks)
         self._key = block_key
-        self._shared_blocks = shared_blocks  # how many leading blocks of a request other requests may share
+        # How many leading blocks of a request other requests may share; None when no request shares any.
+        self._shared_blocks = shared_blocks
         self.anon_free = self.num_usable  # free blocks without a hash: the front of vLLM's free queue
         self.lru: OrderedDict[int, int] = OrderedDict()  # back of the free queue: block id -> 1, or run id (<0) -> n
         self.lru_free = 0
@@ -60,6 +64,7 @@ class KVCacheManager:
         self.n_blocks = columns.held
         self.registered = columns.registered
         self.n_hashed = columns.hashed
+        self.resumable = columns.resumable
         self.num_frees = 0  # bumped whenever blocks return; lets a policy know a blocked admission may now fit
         self.num_evicted = 0  # cached blocks whose hash was evicted to reuse the block
 
@@ -80,6 +85,8 @@ class KVCacheManager:
         """Cached blocks of the longest prefix hit, at most (num_tokens - 1) tokens so the last one is computed."""
         if not self.enable_caching:
             return []
+        if not self.resumable[rid] and self.shareable(rid) == 0:
+            return []  # none of its blocks was ever registered: the walk below would miss at the first
         hits = []
         cached = self.cached
         for i in range((num_tokens - 1) // self.block_size):
@@ -98,7 +105,10 @@ class KVCacheManager:
         bs = self.block_size
         num_hits = len(hits)
         ref = self.ref
-        evictable = sum(1 for b in hits if ref[b] == 0)
+        evictable = 0
+        for b in hits:  # a loop, not sum() over a generator: compiled, no generator object per admission
+            if ref[b] == 0:
+                evictable += 1
         reserve = self.watermark_blocks if apply_watermark else 0
         free = self.num_free
         full = min(num_tokens, max_model_len)
@@ -181,11 +191,16 @@ class KVCacheManager:
         hashed = self.n_hashed[rid]
         if full <= hashed:
             return
-        shareable = min(full, self._shared_blocks(rid))
+        shareable = min(full, self.shareable(rid))
         registered = self.registered[rid]
         for i in range(max(hashed, len(registered)), shareable):
             registered.append(self._register(self._key(rid, i), refs=1))
         self.n_hashed[rid] = full
+
+    def shareable(self, rid: int) -> int:
+        """Leading blocks of the request that other requests may share."""
+        shared = self._shared_blocks
+        return 0 if shared is None else shared(rid)
 
     def _register(self, key: Hashable, refs: int) -> int:
         block = self._next_id
@@ -215,6 +230,7 @@ class KVCacheManager:
         own_hashed = hashed - len(registered)
         if own_hashed > 0:
             if will_resume:
+                self.resumable[rid] = True
                 for i in range(hashed - 1, len(registered) - 1, -1):
                     lru[self._register(self._key(rid, i), refs=0)] = 1
             else:

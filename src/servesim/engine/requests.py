@@ -90,8 +90,9 @@ class RequestTable:
         return key
 
     def shared_blocks_fn(self, block_size: int):
+        """Leading blocks of a request that others may share, or None when no request has a shared prefix."""
         if self.prefix_ids is None:
-            return lambda rid: 0
+            return None
         shared_tokens = self.shared_tokens
         return lambda rid: shared_tokens(rid) // block_size
 
