@@ -91,3 +91,18 @@ def test_preempted_request_hits_its_own_blocks_on_resume():
     kv.free(7, will_resume=True)
     assert len(kv.lookup(7, 100)) == 6  # 99 // 16 full blocks
     assert kv.lookup(8, 100) == []
+
+
+def test_unreachable_blocks_queued_before_findable_ones_are_used_first():
+    # A finished request's hashed blocks join the unhashed count when nothing findable is queued (no position
+    # to keep); a preempted request's own blocks queued after them are still evicted only once they are used up.
+    kv = manager(20)  # 19 usable blocks
+    assert kv.admit(1, [], 64, 64, 10_000, False)  # 4 hashed blocks, never findable once it finishes
+    assert kv.admit(2, [], 96, 96, 10_000, False)  # 6 hashed blocks
+    kv.free(1, will_resume=False)
+    kv.free(2, will_resume=True)  # its 6 blocks stay findable for its resumption, behind request 1's 4
+    assert kv.num_free == 19 and len(kv.lookup(2, 97)) == 6
+    kv.take(13)  # 9 never-used blocks and request 1's 4: nothing findable is evicted yet
+    assert kv.num_evicted == 0 and len(kv.lookup(2, 97)) == 6
+    kv.take(1)  # then request 2's blocks, its tail block first
+    assert kv.num_evicted == 1 and len(kv.lookup(2, 97)) == 5

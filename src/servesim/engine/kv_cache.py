@@ -10,7 +10,8 @@ What vLLM's block pool does, and what this class keeps of it:
 Physical block ids do not change any decision, so blocks without a hash are a plain count. A hashed block is
 tracked individually only while another lookup could still find it: blocks of a shared prefix, and the own
 blocks of a preempted request (which may hit them when it resumes). The hashed blocks of a finished request
-are unreachable; they keep their LRU position as one anonymous run, which is all eviction needs of them.
+are unreachable; they keep their LRU position as one anonymous run, which is all eviction needs of them (with
+nothing findable in the LRU there is no position to keep, and they count as blocks without a hash).
 """
 
 from __future__ import annotations
@@ -233,14 +234,19 @@ class KVCacheManager:
                 self.resumable[rid] = True
                 for i in range(hashed - 1, len(registered) - 1, -1):
                     lru[self._register(self._key(rid, i), refs=0)] = 1
+                self.lru_free += own_hashed
+            elif not lru:
+                # Unreachable hashes with nothing findable queued: whatever is freed later goes before them (at
+                # the front) or after them (at the back), so they are used exactly when unhashed blocks would be.
+                self.anon_free += own_hashed
             else:
-                last = next(reversed(lru)) if lru else 0
+                last = next(reversed(lru))
                 if last < 0:
                     lru[last] += own_hashed
                 else:
                     lru[self._next_run] = own_hashed
                     self._next_run -= 1
-            self.lru_free += own_hashed
+                self.lru_free += own_hashed
         ref = self.ref
         for b in reversed(registered):
             left = ref[b] - 1

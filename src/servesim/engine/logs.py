@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from array import array
 from struct import Struct
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -45,6 +45,13 @@ class StepLog:
         self._spans = array("B")  # SPAN_RECORDs
         self._slack = array("B" if block_size <= 256 else "i")  # every span's requests' block slack, concatenated
         self._count = 0
+        # Bound once: compiled, a method call on a Python object looks the method up by name every time.
+        self._pack_row: Callable[..., bytes] = STEP_RECORD.pack
+        self._pack_span: Callable[..., bytes] = SPAN_RECORD.pack
+        self._put_row: Callable[[bytes], None] = self._rows.frombytes
+        self._put_span: Callable[[bytes], None] = self._spans.frombytes
+        self._slack_in_bytes = self._slack.typecode == "B"
+        self._put_slack: Callable[[bytes], None] = self._slack.frombytes
 
     def __len__(self) -> int:
         return self._count
@@ -61,8 +68,8 @@ class StepLog:
     def append(self, start: float, duration: float, num_tokens: int, prefill_tokens: int, decode_tokens: int,
                num_seqs: int, running: int, waiting: int, kv_blocks_used: int, preempted: int) -> None:
         """One step, its STEP_COLUMNS (named, not *row: compiled, a star call builds a tuple and parses it)."""
-        self._rows.frombytes(STEP_RECORD.pack(start, duration, num_tokens, prefill_tokens, decode_tokens, num_seqs,
-                                              running, waiting, kv_blocks_used, preempted))
+        self._put_row(self._pack_row(start, duration, num_tokens, prefill_tokens, decode_tokens, num_seqs, running,
+                                     waiting, kv_blocks_used, preempted))
         self._count += 1
 
     def append_span(self, start: float, ends: list[float], batch: int, kv_tokens: int, waiting: int,
@@ -71,10 +78,10 @@ class StepLog:
         KV tokens. Request r takes a KV block after slack[r] + 1 steps and then every block_size steps."""
         steps = len(ends)
         assert len(slack) == batch, "a span's slack has one entry per request in its batch"
-        self._spans.frombytes(SPAN_RECORD.pack(self._count, kv_tokens, start, steps, batch, waiting, kv_used_before,
-                                               running_after, kv_used_after))
-        if self._slack.typecode == "B":
-            self._slack.frombytes(bytes(slack))  # one C loop, not a parse per value
+        self._put_span(self._pack_span(self._count, kv_tokens, start, steps, batch, waiting, kv_used_before,
+                                       running_after, kv_used_after))
+        if self._slack_in_bytes:
+            self._put_slack(bytes(slack))  # one C loop, not a parse per value
         else:
             self._slack.extend(slack)
         self._count += steps
@@ -231,6 +238,8 @@ class EmitLog:
             cursors = new_emit_cursors(num_requests)
         self.last, self.first = cursors  # step of the latest token (negative before the first); first step of the open range
         self._ranges = array("B")  # closed ranges as RANGE_RECORDs: one append each, not three
+        self._pack_range: Callable[..., bytes] = RANGE_RECORD.pack  # bound once, as in StepLog
+        self._put_range: Callable[[bytes], None] = self._ranges.frombytes
 
     def emit(self, rid: int, step: int) -> None:
         self.emit_range(rid, step, step)
@@ -245,7 +254,7 @@ class EmitLog:
         """End the request's open range, if it has one (a gap in its tokens follows)."""
         last = self.last[rid]
         if last >= 0:
-            self._ranges.frombytes(RANGE_RECORD.pack(rid, self.first[rid], last))
+            self._put_range(self._pack_range(rid, self.first[rid], last))
 
     def close(self, rid: int) -> None:
         """The request is done: end its open range and reset its cursors (small shared ints again)."""
