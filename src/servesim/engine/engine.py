@@ -121,7 +121,8 @@ class ReplicaEngine:
 
     def admitted(self, rid: int, cached_tokens: int, now: float) -> None:
         """Waiting request `rid` got its blocks: it starts running with `cached_tokens` already computed."""
-        if self.waiting[0] == rid:
+        head: int = self.waiting[0]  # typed: a native compare below
+        if head == rid:
             self.waiting.popleft()
         else:  # a policy that admits out of order (per-client queues)
             self.waiting.remove(rid)
@@ -131,7 +132,8 @@ class ReplicaEngine:
             self.external.pop(rid, None)  # a later preemption recomputes the whole prompt here
         req.num_computed[rid] = cached_tokens
         req.status[rid] = RUNNING
-        req.hit_tokens[rid] += cached_tokens
+        if cached_tokens:  # an array item: reading and adding cost generic calls, spent only on a hit
+            req.hit_tokens[rid] += cached_tokens
         if req.first_scheduled[rid] < 0:
             req.first_scheduled[rid] = now
             req.cached_tokens[rid] = cached_tokens
@@ -329,6 +331,10 @@ class ReplicaEngine:
         done = []
         emits = self.emits
         last_emit, range_start = emits.last, emits.first
+        # The span's last step as one int object stored for every request (compiled, storing the native int into
+        # a list[int] would box it anew each time); read back through last_emit, typed, as before.
+        last_emit_objects: list[Any] = emits.last
+        last_step_object: Any = last_step
         first_token = req.first_token
         continuing = first_step - 1
         for rid in running:  # the hot loop: EmitLog.emit_range inlined
@@ -347,7 +353,7 @@ class ReplicaEngine:
                 range_start[rid] = first_step
                 if out == k:  # no output before: its last prompt token was the one pending
                     first_token[rid] = ends[0]
-            last_emit[rid] = last_step
+            last_emit_objects[rid] = last_step_object
             if out >= mt[rid]:
                 done.append((rid, FINISH_LENGTH))
             elif pl[rid] + out >= mml:

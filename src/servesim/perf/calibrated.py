@@ -255,7 +255,13 @@ class CalibratedModel:
         if s.decode_seqs:
             decode_seqs = -(-s.decode_seqs // micro)
             fixed, per_token, starve, split, tile, blocks = self._decode_attention(decode_seqs)
-            kv: float = float(forms.decode_kv(s.decode_kv_tokens / micro, starve, split, tile, blocks))
+            kv: float = s.decode_kv_tokens / micro
+            if blocks is None:  # forms.decode_kv in plain floats, op for op (its generic form boxes every value)
+                k2, t2 = kv * kv, tile * tile
+                kv = (k2 * k2 + t2 * t2) / (k2 * kv + t2 * tile)
+                kv = kv + starve * kv * split / (split + kv)
+            else:
+                kv = float(forms.decode_kv(kv, starve, split, tile, blocks))
             # One varlen attention call serves both: it pays one launch floor, not two.
             attn += fixed + per_token * kv - self._shared_floor
         layer = self._table("layer", tokens) + attn
