@@ -162,9 +162,11 @@ class StepLog:
                     put("start", ends)
                 del ends
             del durations
-        for name in ("num_tokens", "decode_tokens", "num_seqs", "running"):
-            if name in out:
-                put(name, b[span_of])
+        batch_names = [name for name in ("num_tokens", "decode_tokens", "num_seqs", "running") if name in out]
+        if batch_names:
+            b_of = b[span_of]  # gathered once for every column that is the batch size
+            for name in batch_names:
+                put(name, b_of)
         if "running" in out:
             put("running", sp["running_after"], at_last=True)
         if "waiting" in out:
@@ -173,13 +175,14 @@ class StepLog:
             if name in out:
                 put(name, 0)
         if "kv_blocks_used" in out:
-            # Blocks in use after step j (1-based) of a span: with (q, m) = divmod(j - 1, block_size), every
-            # request took q blocks, plus one more if its slack <= m.
+            # Step j (0-based) of a span takes a block for each of its requests whose slack is j mod block_size;
+            # the blocks in use after it are those before the span plus the span's takes so far, a running total.
             bs = self.block_size
             cells = np.repeat(np.arange(n) * bs, b) + slack  # (span, slack) as one index: bincount, not np.add.at
-            at_most = np.cumsum(np.bincount(cells, minlength=n * bs).reshape(n, bs), axis=1)
-            q, m = np.divmod(within, bs)
-            put("kv_blocks_used", sp["kv_used_before"][span_of] + b[span_of] * q + at_most[span_of, m])
+            takes = np.bincount(cells, minlength=n * bs)[span_of * bs + within % bs]
+            taken = np.cumsum(takes)  # over all the pass's span steps: each span subtracts what came before it
+            before = sp["kv_used_before"] - (taken[offsets] - takes[offsets])
+            put("kv_blocks_used", before[span_of] + taken)
             put("kv_blocks_used", sp["kv_used_after"], at_last=True)
 
     @staticmethod
