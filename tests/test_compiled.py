@@ -92,8 +92,9 @@ NATIVE_ARITHMETIC = ("calibrated___CalibratedModel___decode_span_until",
                      "vllm_v1___VllmV1Policy___schedule", "vllm_v1___VllmV1Policy___decode_span_ok",
                      "kv_cache___KVCacheManager___extend", "kv_cache___KVCacheManager___admit",
                      "kv_cache___KVCacheManager___take", "kv_cache___KVCacheManager____cache",
-                     "perf___base___StepTotals___add", "events___ReplicaQueue___schedule",
-                     "events___ReplicaQueue___pop",
+                     "perf___base___StepTotals___add", "calibrated___CalibratedModel___totals_time",
+                     "kv_cache___KVCacheManager___free", "events___ReplicaQueue___schedule",
+                     "events___ReplicaQueue___pop", "events___ReplicaQueue____front",
                      "events___ReplicaQueue____down", "events___ReplicaQueue____up", "driver___ClusterRun___run",
                      "driver___ClusterRun____deliver", "router___LeastOutstandingRouter___choose")
 GENERATED_C = os.path.join(os.path.dirname(__file__), "..", "build", "mypyc", "c", "__native_servesim_core.c")

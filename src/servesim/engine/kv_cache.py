@@ -242,7 +242,7 @@ class KVCacheManager:
             else:
                 last = next(reversed(lru))
                 if last < 0:
-                    lru[last] += own_hashed
+                    lru[last] = lru[last] + own_hashed  # not `+=`: compiled, an item's `+=` is generic arithmetic
                 else:
                     lru[self._next_run] = own_hashed
                     self._next_run -= 1

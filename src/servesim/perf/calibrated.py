@@ -270,7 +270,7 @@ class CalibratedModel:
             t = self.stage_layers[0] * layer + self._table("embed", tokens) + self._table("head", sampled)
             return self._serial + (max(t, host) if self._host_overlapped else t + host)
         last = len(self.stage_layers) - 1
-        stages = []
+        stages: list[float] = []
         for i, layers in enumerate(self.stage_layers):
             t = layers * layer
             if i == 0:
@@ -278,7 +278,10 @@ class CalibratedModel:
             if i == last:
                 t += self._table("head", sampled)
             stages.append(t)
-        gpu = max(micro * max(stages), sum(stages) + self._send(tokens))
+        total = 0.0  # sum(stages), the same additions in plain floats
+        for t in stages:
+            total += t
+        gpu = max(micro * max(stages), total + self._send(tokens))
         return float(self._with_host(gpu, host))
 
     def decode_span(self, num_seqs: int, kv_tokens: int, steps: int) -> np.ndarray:
