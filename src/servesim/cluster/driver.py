@@ -19,6 +19,7 @@ import numpy as np
 
 from servesim.cluster.events import ReplicaQueue
 from servesim.cluster.replica import Replica
+from servesim.cluster.router import RoundRobinRouter, Router
 from servesim.cluster.transfer import KVTransfer
 from servesim.engine.engine import rejects
 from servesim.workload.workload import Workload
@@ -65,7 +66,8 @@ class ClusterRun:
     """Routes a workload over `entry` replicas (co-located, or the prefill pool) and, when disaggregated,
     hands each prefilled request to a `decode` replica once its KV has crossed the link."""
 
-    def __init__(self, entry: list[Replica], router, decode: list[Replica] | None = None, decode_router=None,
+    def __init__(self, entry: list[Replica], router: Router, decode: list[Replica] | None = None,
+                 decode_router: Router | None = None,
                  transfer: KVTransfer | None = None):
         self.entry = entry
         self.router = router
@@ -220,7 +222,8 @@ class ClusterRun:
 
     def _hand_over(self, rid: int, p: int, at: float) -> None:
         """A prefill ended: pick a decode replica and put the KV on the link."""
-        assert self.prefill_done is not None and self.transfer is not None, "only a disaggregated run hands over"
+        assert self.prefill_done is not None and self.transfer is not None and self.decode_router is not None, \
+            "only a disaggregated run hands over"
         self.prefill_done[rid] = at
         d = self.decode_router.choose(rid, self.decode, at)
         self.decoded_on[rid] = d
@@ -233,7 +236,5 @@ class ClusterRun:
 
 def run_replica(engine, workload: Workload, progress: Callable[[int], None] | None = None) -> float:
     """Simulate one replica until all requests finish; return the time of the last event."""
-    from servesim.cluster.router import RoundRobinRouter
-
     replica = Replica(0, "colocated", "", 0, engine)
     return ClusterRun([replica], RoundRobinRouter(1)).run(workload, progress)

@@ -19,7 +19,16 @@ from servesim.errors import choices_error
 PREFIX_AFFINITY_LOAD_CAP = 4  # default: how many more outstanding requests than the least loaded replica
 
 
-class RoundRobinRouter:
+class Router:
+    """What the cluster driver calls at each arrival (a shared base: compiled, the call is native)."""
+
+    name: ClassVar[str] = ""
+
+    def choose(self, rid: int, replicas: list[Replica], now: float) -> int:
+        raise NotImplementedError
+
+
+class RoundRobinRouter(Router):
     name: ClassVar[str] = "round-robin"
     stateless: ClassVar[bool] = True  # never looks at the replicas
 
@@ -33,7 +42,7 @@ class RoundRobinRouter:
         return i
 
 
-class LeastOutstandingRouter:
+class LeastOutstandingRouter(Router):
     """Fewest requests queued or running (lowest index on ties): vLLM production-stack's and llm-d's load signal."""
 
     name: ClassVar[str] = "least-outstanding"
@@ -51,7 +60,7 @@ class LeastOutstandingRouter:
         return best  # the first of the least loaded
 
 
-class LeastKVRouter:
+class LeastKVRouter(Router):
     """Lowest KV-cache usage, then fewest outstanding requests (llm-d's kv-cache-utilization scorer)."""
 
     name: ClassVar[str] = "least-kv"
@@ -63,7 +72,7 @@ class LeastKVRouter:
         return min(range(len(replicas)), key=lambda i: (replicas[i].kv_usage(now), replicas[i].outstanding(now), i))
 
 
-class PowerOfTwoRouter:
+class PowerOfTwoRouter(Router):
     """Two replicas drawn at random, the less loaded one wins (Mitzenmacher's power of two choices)."""
 
     name: ClassVar[str] = "power-of-two"
@@ -80,7 +89,7 @@ class PowerOfTwoRouter:
         return a if (la, a) < (lb, b) else b
 
 
-class PrefixAffinityRouter:
+class PrefixAffinityRouter(Router):
     """The replica most likely to hold the request's prefix, unless that would overload it.
 
     Like SGLang's cache-aware router, it remembers per replica which prefixes it sent there (a bounded LRU
