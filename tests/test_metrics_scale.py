@@ -140,3 +140,21 @@ def test_step_statistics_of_a_plain_dict_finds_the_latest_end_whatever_the_row_o
     cols = {name: np.ones(3, dtype=np.int64) for name in STEP_COLUMNS}
     cols |= {"start": np.array([0.0, 5.0, 1.0]), "duration": np.array([1.0, 1.0, 1.0]), "replica": np.array([0, 1, 0])}
     assert step_statistics(cols, 10).engine["last_step_end_s"] == 6.0
+
+
+def test_span_ends_are_the_clocks_sequential_sums():
+    # Position by position while many spans are that long, then one accumulate per span: both must be the plain
+    # running sum start + d0 + d1 + ... of each span, bit for bit.
+    from servesim.engine.logs import FEW_SPANS_LEFT, StepLog
+    rng = np.random.default_rng(11)
+    for n in (1, FEW_SPANS_LEFT, 5 * FEW_SPANS_LEFT):
+        lengths = rng.integers(1, 257, n).astype(np.int64)
+        offsets = np.cumsum(lengths) - lengths
+        durations = rng.random(int(lengths.sum())) * rng.choice([1e-3, 1.0, 1e3], int(lengths.sum()))
+        start = rng.random(n) * 1e4
+        ends = StepLog._span_ends(start, durations, lengths, offsets)
+        for s in range(n):
+            t = float(start[s])
+            for j in range(int(lengths[s])):
+                t += float(durations[offsets[s] + j])
+                assert ends[offsets[s] + j] == t

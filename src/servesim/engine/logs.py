@@ -18,6 +18,7 @@ STEP_COLUMNS = ("start", "duration", "num_tokens", "prefill_tokens", "decode_tok
                 "waiting", "kv_blocks_used", "preempted")
 FLOAT_COLUMNS = ("start", "duration")
 SPAN_STEPS_PER_PASS = 1 << 18  # span steps expanded per numpy pass when the log is read
+FEW_SPANS_LEFT = 32  # when summing span ends position by position, spans left to finish one by one
 SPAN_FIELDS = ("steps", "batch", "waiting", "kv_used_before", "running_after", "kv_used_after")
 
 # One packed record per single step and per span, appended with one struct.pack: an array.append per value
@@ -188,13 +189,23 @@ class StepLog:
     @staticmethod
     def _span_ends(start, durations: np.ndarray, lengths: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Each span step's end, summed in the clock's order (end_0 = start + d_0, end_j = end_{j-1} + d_j), one
-        position within the spans at a time over all spans at least that long."""
+        position within the spans at a time over all spans at least that long; once only a few spans are that
+        long, each of them is finished by one sequential np.add.accumulate (the same additions, fewer calls)."""
         ends = np.empty_like(durations)
         ends[offsets] = start + durations[offsets]
-        heads = offsets[np.argsort(-lengths, kind="stable")]  # spans longest first
+        by_length = np.argsort(-lengths, kind="stable")  # spans longest first
+        heads, longest_first = offsets[by_length], lengths[by_length]
         ascending = np.sort(lengths)
         for j in range(1, int(lengths.max())):
-            at = heads[: len(heads) - int(np.searchsorted(ascending, j, side="right"))] + j  # spans longer than j
+            live = len(heads) - int(np.searchsorted(ascending, j, side="right"))  # spans longer than j
+            if live <= FEW_SPANS_LEFT:
+                for head, length in zip(heads[:live].tolist(), longest_first[:live].tolist()):
+                    run = durations[head + j - 1: head + length].copy()
+                    run[0] = ends[head + j - 1]  # the end before step j, then step j's duration onwards
+                    np.add.accumulate(run, out=run)
+                    ends[head + j: head + length] = run[1:]
+                break
+            at = heads[:live] + j
             ends[at] = ends[at - 1] + durations[at]
         return ends
 
