@@ -35,7 +35,7 @@ from servesim.perf.base import StepShape  # noqa: E402
 from servesim.perf.kernels import forms  # noqa: E402
 from servesim.perf.kernels.calibrate import hardware  # noqa: E402
 from servesim.perf.kernels.calibration import ENGINES, load_calibration  # noqa: E402
-from servesim.perf.kernels.fit import fit, predict  # noqa: E402
+from servesim.perf.kernels.fit import fit, predict, scored  # noqa: E402
 from servesim.perf.kernels.samples import concat, read_aiconfigurator, read_vidur_mlp  # noqa: E402
 from servesim.simulate import run_simulation  # noqa: E402
 
@@ -58,7 +58,7 @@ def leave_range_out(s, device) -> tuple[np.ndarray, list[str]]:
     """Errors of the scored rows (fit.scored), each predicted by a fit without its range. Reference rows (NCCL's
     own table beside an engine's all-reduce) are not scored; those inside the held-out range are left out too."""
     hw = hardware(device, s.key)
-    own = s.subset(s.columns["reference"] == 0) if "reference" in s.columns else s
+    own = scored(s)
     reference = s.subset(s.columns["reference"] == 1) if "reference" in s.columns else None
     axis = own.columns[FOLD_AXIS[s.family]]
     err = np.empty(len(own))

@@ -8,7 +8,6 @@ algorithms at one shape) must not pull the whole surface away from the typical e
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from servesim.perf.kernels import forms

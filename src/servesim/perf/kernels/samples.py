@@ -325,8 +325,7 @@ def _allreduce_with_nccl(gpu_dir: Path, engine: str, gpus, elements, latency_s, 
     n = int(sel.sum())
     nccl = allreduce_samples(t["num_gpus"][sel], t["message_size"][sel] * 2.0, t["latency"][sel] * 1e-3, "",
                              np.zeros(n), np.full(n, forms.AR_NCCL), np.ones(n))
-    both = concat([own, nccl], f"{source} + {gpu_dir.name}/comm/nccl/{folder.name}")
-    return both
+    return concat([own, nccl], f"{source} + {gpu_dir.name}/comm/nccl/{folder.name}")
 
 
 # --- Vidur per-operator profiles (compute/<gpu>/<org>/<model>/mlp.csv, times in ms) ------------------------
