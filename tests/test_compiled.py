@@ -96,7 +96,9 @@ NATIVE_ARITHMETIC = ("calibrated___CalibratedModel___decode_span_until",
                      "kv_cache___KVCacheManager___free", "events___ReplicaQueue___schedule",
                      "events___ReplicaQueue___pop", "events___ReplicaQueue____front",
                      "events___ReplicaQueue____down", "events___ReplicaQueue____up", "driver___ClusterRun___run",
-                     "driver___ClusterRun____deliver", "router___LeastOutstandingRouter___choose")
+                     "driver___ClusterRun____deliver", "router___LeastOutstandingRouter___choose",
+                     "span_steps___expand", "span_steps____span_times", "span_steps____copy_rows",
+                     "span_steps____ints", "span_steps____floats")
 GENERATED_C = os.path.join(os.path.dirname(__file__), "..", "build", "mypyc", "c", "__native_servesim_core.c")
 
 

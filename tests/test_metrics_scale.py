@@ -158,3 +158,28 @@ def test_span_ends_are_the_clocks_sequential_sums():
             for j in range(int(lengths[s])):
                 t += float(durations[offsets[s] + j])
                 assert ends[offsets[s] + j] == t
+
+
+@pytest.mark.parametrize("overrides", [
+    {},  # the calibrated clock's plain-float decode form
+    {"pp": 2, "model": "llama-3.1-70b", "tp": 4},  # a form it has not: the cost model's numpy span
+    {"cost_model": "roofline"},
+    {"num_gpu_blocks": 600, "max_model_len": 8192, "qps": 30.0},  # preemptions and block-bounded spans
+])
+def test_reading_a_log_in_order_equals_the_numpy_expansion(overrides):
+    """The compiled core's sequential read of a step log (span_steps) gives the numpy expansion's columns bit for
+    bit, for every column and for subsets of them."""
+    pytest.importorskip("librt.vecs", reason="span_steps needs librt (the compile extra)")
+    from servesim.engine import logs
+
+    values = {"model": "llama-3.1-8b", "gpu": "h100", "workload": "chat", "seed": 4, "requests": 300, "qps": 8.0,
+              **overrides}
+    log = run_simulation(make_config(None, **values)).steps.parts[0][1]
+    assert log.num_spans > 5 and log.num_rows > 5
+    for names in (logs.STEP_COLUMNS + ("end",), ("end",), ("duration", "kv_blocks_used"), ("start", "running")):
+        ordered = log._expand_in_order(names)
+        reference = {name: np.empty(len(log), dtype=column.dtype) for name, column in ordered.items()}
+        log.as_numpy(names, 0, len(log), out=reference)  # given `out`, as_numpy always takes the numpy expansion
+        assert list(ordered) == list(names)
+        for name in names:
+            assert ordered[name].tobytes() == reference[name].tobytes(), name

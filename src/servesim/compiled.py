@@ -24,6 +24,7 @@ MODULES = (
     "servesim.engine.engine",
     "servesim.engine.kv_cache",
     "servesim.engine.logs",
+    "servesim.engine.span_steps",
     "servesim.engine.requests",
     "servesim.engine.policies.base",
     "servesim.engine.policies.common",

@@ -21,6 +21,10 @@ SPAN_STEPS_PER_PASS = 1 << 18  # span steps expanded per numpy pass when the log
 FEW_SPANS_LEFT = 32  # when summing span ends position by position, spans left to finish one by one
 SPAN_FIELDS = ("steps", "batch", "waiting", "kv_used_before", "running_after", "kv_used_after")
 
+# The compiled core reads a whole log in one sequential pass (span_steps); run from the sources, the numpy expansion
+# below does (span_steps needs librt, which comes with the compile extra).
+READ_IN_ORDER = not __file__.endswith(".py")
+
 # One packed record per single step and per span, appended with one struct.pack: an array.append per value
 # costs a method call and a format parse each (about a tenth of a run). The numpy dtypes read them back.
 STEP_RECORD = Struct("<2d8i")
@@ -94,6 +98,9 @@ class StepLog:
         the other two. A window expands only the spans it overlaps, so reading a log in windows keeps memory
         bounded by the window. `out`: arrays (float64 / int64, stop - start long) to fill instead of new ones."""
         stop = self._count if stop is None else stop
+        if READ_IN_ORDER and out is None and start == 0 and stop == self._count and self._spans \
+                and self._slack_in_bytes:
+            return self._expand_in_order(names)
         n = stop - start
         if out is None:
             out = {name: np.empty(n, dtype=np.float64 if name in FLOAT_COLUMNS + ("end",) else np.int64)
@@ -107,6 +114,22 @@ class StepLog:
         for name in out:
             out[name][is_row] = columns["start"] + columns["duration"] if name == "end" else columns[name]
         return out
+
+    def _expand_in_order(self, names) -> dict[str, np.ndarray]:
+        """as_numpy of the whole log by span_steps.expand (the compiled core's one sequential pass); the same
+        columns bit for bit."""
+        from servesim.engine import span_steps
+
+        spans = np.frombuffer(self._spans, dtype=SPAN_DTYPE)
+        field = {name: spans[name].tolist() for name in ("first", "kv_tokens", "start") + SPAN_FIELDS}
+        records = span_steps.SpanRecords(field["first"], field["kv_tokens"], field["start"], field["steps"],
+                                         field["batch"], field["waiting"], field["kv_used_before"],
+                                         field["running_after"], field["kv_used_after"], bytes(self._slack))
+        rows = np.frombuffer(self._rows, dtype=STEP_DTYPE)
+        row_columns = {name: rows[name].tolist() for name in (set(names) - {"end"}) | {"start", "duration"}}
+        columns = span_steps.expand(list(names), self._count, row_columns, records, self.block_size, self._cost)
+        return {name: np.frombuffer(column, dtype=np.float64 if name in FLOAT_COLUMNS + ("end",) else np.int64)
+                for name, column in columns.items()}
 
     def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray, start: int, stop: int) -> int:
         """Writes the spans overlapping steps start..stop-1, a batch of about SPAN_STEPS_PER_PASS steps at a time so

@@ -46,6 +46,7 @@ DecodeAttention = tuple[float, float, float, float, float, MultiBlock]
 # A decode step of b sequences: (host s, per-stage bases, per-stage weights, (starve, split, tile, multi-block),
 # microbatches, send s). Typed element by element: compiled, the span loop's arithmetic stays on native floats.
 DecodeCoeffs = tuple[float, list[float], list[float], tuple[float, float, float, MultiBlock], float, float]
+DecodeForm = tuple[float, float, float, float, float, float, float, float]
 
 
 class CalibratedModel:
@@ -108,6 +109,7 @@ class CalibratedModel:
         # Plain floats, the same values: every step reads three entries, and a numpy array would box a numpy scalar.
         self._tables: dict[str, list[float]] = {name: table.tolist() for name, table in tables.items()}
         self._decode_cache: dict[int, DecodeCoeffs] = {}
+        self._forms: dict[int, DecodeForm] = {}  # decode_form's answers
         self._decode_attn_cache: dict[int, DecodeAttention] = {}
         self._beyond: dict[tuple[str, int], float] = {}  # table entries priced past the tables' end
         # A step's prefill is most often one fresh prompt (no cached context): its attention price then depends on
@@ -290,15 +292,27 @@ class CalibratedModel:
     def decode_times(self, num_seqs: int, kv_tokens: np.ndarray) -> np.ndarray:
         return np.asarray(self._decode_time(num_seqs, np.asarray(kv_tokens, dtype=np.float64)), dtype=np.float64)
 
+    def decode_form(self, num_seqs: int) -> DecodeForm | None:
+        """(serial, base, weight, host, starve, split, tile, micro): the coefficients of a decode step of `num_seqs`
+        sequences in the plain-float form decode_span_until inlines, where that form applies (one stage, the host
+        overlapped, no multi-block kernel); None elsewhere."""
+        if self.pp != 1 or not self._host_overlapped or self._multi_block:
+            return None
+        form = self._forms.get(num_seqs)
+        if form is None:
+            host, bases, weights, (starve, split, tile, _), micro, _ = self._decode_coeffs(num_seqs)
+            form = self._forms[num_seqs] = (self._serial, bases[0], weights[0], host, starve, split, tile, micro)
+        return form
+
     def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float,
                           horizon: float) -> list[float]:
         """The same steps one by one in plain floats (cheaper than numpy for the usual short spans), stopping
         after the first that ends at or after `horizon`."""
         ends: list[float] = []
         kv = float(kv_tokens)
-        if self.pp == 1 and self._host_overlapped and not self._multi_block:  # _decode_time inlined, op for op
-            host, bases, weights, (starve, split, tile, _), micro, _ = self._decode_coeffs(num_seqs)
-            base, weight, serial = bases[0], weights[0], self._serial
+        form = self.decode_form(num_seqs)
+        if form is not None:  # _decode_time inlined, op for op
+            serial, base, weight, host, starve, split, tile, micro = form
             t2 = tile * tile
             t4, t3 = t2 * t2, t2 * tile
             for _ in range(max_steps):
