@@ -14,4 +14,4 @@ def test_a_one_token_last_prefill_chunk_inside_a_span_sets_the_first_token(use_s
                       long_prefill_token_threshold=48, max_model_len=784)
     run_all_at_once(eng)
     assert eng.schedule_log[5] == ([(0, 1)], [])
-    assert eng.req.first_token.tolist() == [6.0, 8.0]
+    assert list(eng.req.first_token) == [6.0, 8.0]

@@ -237,7 +237,9 @@ def run_simulation(cfg: RunConfig, progress: Callable[[int], None] | None = None
         requests, steps, emits = combine_disaggregated(ptable, dtable, prefill, decode, run)
         replicas = prefill + decode
         devices = [pdev.name, ddev.name]
-    requests["arrival"] -= frontend  # latencies are seen from the client, which sent each request this much earlier
+    # Latencies are seen from the client, which sent each request this much earlier. A new array, not `-=`: the
+    # compiled core's columns are read-only views.
+    requests["arrival"] = requests["arrival"] - frontend
     if workload.client is not None:
         requests["client"] = np.asarray(workload.client, dtype=np.int64)
         requests["priority"] = np.asarray(workload.priority, dtype=np.int64)

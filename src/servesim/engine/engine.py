@@ -240,13 +240,11 @@ class ReplicaEngine:
         no, pl, mt = req.num_output, req.prompt_len, req.max_tokens
         done = []
         last_emit = emits.last
-        last_emit_objects: list[Any] = emits.last  # the step stored as one int object (see _apply_span)
-        step_object: Any = step
         for rid in rids:
-            out = no[rid] + 1  # not `no[rid] += 1`: compiled, an augmented item assignment is generic arithmetic
+            out = no[rid] + 1
             no[rid] = out
             if last_emit[rid] == step - 1:  # EmitLog.emit, inlined: most tokens continue a range
-                last_emit_objects[rid] = step_object
+                last_emit[rid] = step
             else:
                 emits.emit(rid, step)
             if out == 1:  # its first token (outputs survive preemption, so this happens once)
@@ -333,10 +331,6 @@ class ReplicaEngine:
         done = []
         emits = self.emits
         last_emit, range_start = emits.last, emits.first
-        # The span's last step as one int object stored for every request (compiled, storing a native int into a
-        # list[int] boxes it anew each time); read back through last_emit, typed, as before.
-        last_emit_objects: list[Any] = emits.last
-        last_step_object: Any = last_step
         first_token = req.first_token
         continuing = first_step - 1
         for rid in running:  # the hot loop: EmitLog.emit_range inlined
@@ -355,7 +349,7 @@ class ReplicaEngine:
                 range_start[rid] = first_step
                 if out == k:  # no output before: its last prompt token was the one pending
                     first_token[rid] = ends[0]
-            last_emit_objects[rid] = last_step_object
+            last_emit[rid] = last_step
             if out >= mt[rid]:
                 done.append((rid, FINISH_LENGTH))
             elif pl[rid] + out >= mml:

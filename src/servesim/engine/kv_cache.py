@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable, Hashable
 
+from servesim.engine.columns import int_column
+
 BlockKey = Callable[[int, int], Hashable]  # (request, block index) -> chained hash of that block
 
 
@@ -30,13 +32,13 @@ NOTHING_REGISTERED: list[int] = []  # a request's registered blocks while it hol
 
 
 class RequestBlocks:
-    """Each request's blocks held, hashed blocks and registered (individually tracked) leading blocks: lists
+    """Each request's blocks held, hashed blocks and registered (individually tracked) leading blocks: columns
     indexed by request id, read natively by the compiled engine where a dict lookup costs ten times more. One
     instance serves every replica of a request table, since a request holds blocks on one replica at a time."""
 
     def __init__(self, num_requests: int):
-        self.held = [0] * num_requests
-        self.hashed = [0] * num_requests
+        self.held = int_column([0] * num_requests)
+        self.hashed = int_column([0] * num_requests)
         self.registered = [NOTHING_REGISTERED] * num_requests
         # True once a preemption registered a request's own blocks (for it to hit when it resumes): before that,
         # a request that shares no prefix has nothing a lookup could find.

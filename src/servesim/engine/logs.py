@@ -14,6 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from servesim.engine.columns import int_column
+from servesim.engine.vec_types import i64, vec
+
 STEP_COLUMNS = ("start", "duration", "num_tokens", "prefill_tokens", "decode_tokens", "num_seqs", "running",
                 "waiting", "kv_blocks_used", "preempted")
 FLOAT_COLUMNS = ("start", "duration")
@@ -255,10 +258,10 @@ class StepLog:
         return out
 
 
-def new_emit_cursors(num_requests: int) -> tuple[list[int], list[int]]:
-    # Lists, not array("q"): the compiled engine reads a list item natively, an array item through a generic
-    # call that boxes a new int. Both hold 8 bytes a request while the values are small shared ints.
-    return [-10] * num_requests, [0] * num_requests
+def new_emit_cursors(num_requests: int) -> tuple[vec[i64], vec[i64]]:
+    # Not array("q"): the compiled engine reads a column item natively, an array item through a generic call
+    # that boxes a new int.
+    return int_column([-10] * num_requests), int_column([0] * num_requests)
 
 
 RANGE_RECORD = Struct("<3q")  # request, first step, last step
@@ -268,7 +271,7 @@ RANGE_DTYPE = np.dtype([("rid", "<i8"), ("lo", "<i8"), ("hi", "<i8")])
 class EmitLog:
     """Token emissions as (request, first step, last step) ranges of consecutive steps."""
 
-    def __init__(self, num_requests: int, cursors: tuple[list[int], list[int]] | None = None):
+    def __init__(self, num_requests: int, cursors: tuple[vec[i64], vec[i64]] | None = None):
         """`cursors`: the (last, first) lists below, shared by the replicas serving one request table (a request
         emits on one of them), so that each replica does not keep a pair as long as the whole workload."""
         if cursors is None:

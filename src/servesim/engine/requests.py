@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from array import array
 from typing import Any
 
 import numpy as np
 
+from servesim.engine.columns import codes_column, counts_column, int_column, times_column
 from servesim.engine.kv_cache import RequestBlocks
 from servesim.engine.logs import new_emit_cursors
+from servesim.engine.vec_types import i64, vec
 
 NOT_YET = -1.0  # a time that has not happened
 
@@ -17,8 +18,7 @@ WAITING, RUNNING, FINISHED, REJECTED = 0, 1, 2, 3
 
 def _shared_ints(values) -> list[int]:
     """A list whose equal values share one int object: 8 bytes a request instead of ~36, since lengths repeat
-    across a million requests. A list, not an array("q"): the hot loops read these, and an array boxes a new int
-    on every read (~8% of a run)."""
+    across a million requests (the column the sources run on; compiled, int_column copies it into a vec)."""
     canonical: dict[Any, Any] = {}  # Any, not int: compiled by mypyc, an int would be unboxed and boxed anew
     return [canonical.setdefault(v, v) for v in np.asarray(values, dtype=np.int64).tolist()]
 
@@ -33,27 +33,27 @@ class RequestTable:
                  priority=None, client=None):
         n = len(prompt_len)
         self.n = n
-        self.prompt_len = _shared_ints(prompt_len)
-        self.max_tokens = _shared_ints(output_len)
+        self.prompt_len = int_column(_shared_ints(prompt_len))
+        self.max_tokens = int_column(_shared_ints(output_len))
         self.prefix_ids = prefix_ids  # per request: None or a sequence of chained prefix-block ids
         self.prefix_block_tokens = prefix_block_tokens
         self.priority = list(priority) if priority is not None else None
         self.client = list(client) if client is not None else None
-        self.num_output = [0] * n
-        self.num_computed = [0] * n
-        self.status = bytearray(n)
-        self.num_preemptions = array("q", bytes(8 * n))
-        self.cached_tokens = array("q", bytes(8 * n))  # prefix-cache hit at first admission
-        self.hit_tokens = array("q", bytes(8 * n))  # prefix-cache hits over all admissions (resumes too)
-        self.arrival = array("d", [NOT_YET]) * n
-        self.first_scheduled = array("d", [NOT_YET]) * n
-        self.first_token = array("d", [NOT_YET]) * n
-        self.finished = array("d", [NOT_YET]) * n
-        self.finish_reason = bytearray(n)  # 0 none, 1 length (max_tokens), 2 max_model_len, 3 rejected
-        self._emit_cursors: tuple[list[int], list[int]] | None = None
+        self.num_output = int_column([0] * n)
+        self.num_computed = int_column([0] * n)
+        self.status = codes_column(n)
+        self.num_preemptions = counts_column(n)
+        self.cached_tokens = counts_column(n)  # prefix-cache hit at first admission
+        self.hit_tokens = counts_column(n)  # prefix-cache hits over all admissions (resumes too)
+        self.arrival = times_column(n, NOT_YET)
+        self.first_scheduled = times_column(n, NOT_YET)
+        self.first_token = times_column(n, NOT_YET)
+        self.finished = times_column(n, NOT_YET)
+        self.finish_reason = codes_column(n)  # 0 none, 1 length (max_tokens), 2 max_model_len, 3 rejected
+        self._emit_cursors: tuple[vec[i64], vec[i64]] | None = None
         self._blocks: RequestBlocks | None = None
 
-    def emit_cursors(self) -> tuple[list[int], list[int]]:
+    def emit_cursors(self) -> tuple[vec[i64], vec[i64]]:
         """Each request's open run of emitted tokens, one pair of lists for every replica serving this table:
         a request emits on one replica of it only."""
         if self._emit_cursors is None:

@@ -39,28 +39,31 @@ class SpanRecords:
 
 
 class Columns:
-    """The output: every column, filled only where asked for (the others stay empty)."""
+    """The output: the columns asked for, each with room for every step (the others stay empty)."""
 
-    def __init__(self, capacity: i64):
-        self.start = vec[float](capacity=capacity)
-        self.duration = vec[float](capacity=capacity)
-        self.end = vec[float](capacity=capacity)
-        self.num_tokens = vec[i64](capacity=capacity)
-        self.prefill_tokens = vec[i64](capacity=capacity)
-        self.decode_tokens = vec[i64](capacity=capacity)
-        self.num_seqs = vec[i64](capacity=capacity)
-        self.running = vec[i64](capacity=capacity)
-        self.waiting = vec[i64](capacity=capacity)
-        self.kv_blocks_used = vec[i64](capacity=capacity)
-        self.preempted = vec[i64](capacity=capacity)
+    def __init__(self, capacity: i64, want: set[str]):
+        def room(name: str) -> i64:
+            return capacity if name in want else 0
+
+        self.start = vec[float](capacity=room("start"))
+        self.duration = vec[float](capacity=room("duration"))
+        self.end = vec[float](capacity=room("end"))
+        self.num_tokens = vec[i64](capacity=room("num_tokens"))
+        self.prefill_tokens = vec[i64](capacity=room("prefill_tokens"))
+        self.decode_tokens = vec[i64](capacity=room("decode_tokens"))
+        self.num_seqs = vec[i64](capacity=room("num_seqs"))
+        self.running = vec[i64](capacity=room("running"))
+        self.waiting = vec[i64](capacity=room("waiting"))
+        self.kv_blocks_used = vec[i64](capacity=room("kv_blocks_used"))
+        self.preempted = vec[i64](capacity=room("preempted"))
 
 
 def expand(names: list[str], num_steps: i64, rows: dict[str, list], spans: SpanRecords, block_size: i64,
            cost: object) -> dict[str, Any]:
     """Columns `names` of all `num_steps` steps; `rows`: the single steps' values of those columns ("end" is
     built from "start" and "duration", which it needs), in step order."""
-    out = Columns(num_steps)
     want = set(names)
+    out = Columns(num_steps, want)
     w_start, w_duration, w_end = "start" in want, "duration" in want, "end" in want
     w_tokens, w_prefill, w_decode = "num_tokens" in want, "prefill_tokens" in want, "decode_tokens" in want
     w_seqs, w_running, w_waiting = "num_seqs" in want, "running" in want, "waiting" in want
@@ -134,7 +137,8 @@ def _span_times(out: Columns, calibrated: CalibratedModel | None, cost: object, 
         durations = getattr(cost, "decode_span")(b, kv_tokens, length).tolist()
     now = start
     if form is not None:  # CalibratedModel.decode_span_until's loop, op for op
-        serial, base, weight, host, starve, split, tile, micro = form
+        serial, base, weight, host, micro = form.serial, form.base, form.weight, form.host, form.micro
+        starve, split, tile = form.starve, form.split, form.tile
         t2 = tile * tile
         t4, t3 = t2 * t2, t2 * tile
         kv = float(kv_tokens)

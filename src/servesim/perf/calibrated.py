@@ -46,7 +46,16 @@ DecodeAttention = tuple[float, float, float, float, float, MultiBlock]
 # A decode step of b sequences: (host s, per-stage bases, per-stage weights, (starve, split, tile, multi-block),
 # microbatches, send s). Typed element by element: compiled, the span loop's arithmetic stays on native floats.
 DecodeCoeffs = tuple[float, list[float], list[float], tuple[float, float, float, MultiBlock], float, float]
-DecodeForm = tuple[float, float, float, float, float, float, float, float]
+
+
+class DecodeForm:
+    """A decode step's coefficients in the plain-float form decode_span_until inlines (a class, not a tuple:
+    compiled, its fields are read as native floats, where a tuple's are unboxed and type-checked one by one)."""
+
+    def __init__(self, serial: float, base: float, weight: float, host: float, starve: float, split: float,
+                 tile: float, micro: float):
+        self.serial, self.base, self.weight, self.host = serial, base, weight, host
+        self.starve, self.split, self.tile, self.micro = starve, split, tile, micro
 
 
 class CalibratedModel:
@@ -293,15 +302,15 @@ class CalibratedModel:
         return np.asarray(self._decode_time(num_seqs, np.asarray(kv_tokens, dtype=np.float64)), dtype=np.float64)
 
     def decode_form(self, num_seqs: int) -> DecodeForm | None:
-        """(serial, base, weight, host, starve, split, tile, micro): the coefficients of a decode step of `num_seqs`
-        sequences in the plain-float form decode_span_until inlines, where that form applies (one stage, the host
-        overlapped, no multi-block kernel); None elsewhere."""
+        """The coefficients of a decode step of `num_seqs` sequences in the plain-float form decode_span_until
+        inlines, where that form applies (one stage, the host overlapped, no multi-block kernel); None elsewhere."""
         if self.pp != 1 or not self._host_overlapped or self._multi_block:
             return None
         form = self._forms.get(num_seqs)
         if form is None:
             host, bases, weights, (starve, split, tile, _), micro, _ = self._decode_coeffs(num_seqs)
-            form = self._forms[num_seqs] = (self._serial, bases[0], weights[0], host, starve, split, tile, micro)
+            form = self._forms[num_seqs] = DecodeForm(self._serial, bases[0], weights[0], host, starve, split, tile,
+                                                      micro)
         return form
 
     def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float,
@@ -312,7 +321,8 @@ class CalibratedModel:
         kv = float(kv_tokens)
         form = self.decode_form(num_seqs)
         if form is not None:  # _decode_time inlined, op for op
-            serial, base, weight, host, starve, split, tile, micro = form
+            serial, base, weight, host, micro = form.serial, form.base, form.weight, form.host, form.micro
+            starve, split, tile = form.starve, form.split, form.tile
             t2 = tile * tile
             t4, t3 = t2 * t2, t2 * tile
             for _ in range(max_steps):

@@ -56,7 +56,7 @@ class FairPolicy(Policy):
         credited = self._outputs_credited
         for rid, seen in list(credited.items()):
             if no[rid] != seen:
-                counter[client[rid]] += self.output_weight * (no[rid] - seen)
+                counter[client[rid]] += self.output_weight * float(no[rid] - seen)  # an i64 converts as Python's int would
                 credited[rid] = no[rid]
             if status[rid] in (FINISHED, REJECTED):
                 del credited[rid]

@@ -82,7 +82,7 @@ class SGLangPolicy(Policy):
         """Free KV tokens after reserving new_token_ratio of every running request's remaining output."""
         req, kv = eng.req, eng.kv
         mt, no = req.max_tokens, req.num_output
-        reserved = sum(mt[r] - no[r] for r in eng.running) * self.new_token_ratio
+        reserved = float(sum(mt[r] - no[r] for r in eng.running)) * self.new_token_ratio  # as int * float converts
         return kv.num_free * eng.cfg.block_size - reserved
 
     def _admission_tokens(self, eng: ReplicaEngine, rid: int) -> float:
@@ -90,7 +90,7 @@ class SGLangPolicy(Policy):
         req = eng.req
         num_tokens = req.prompt_len[rid] + req.num_output[rid]
         cached = len(eng.kv.lookup(rid, num_tokens)) * eng.cfg.block_size
-        return num_tokens - cached + (req.max_tokens[rid] - req.num_output[rid]) * self.new_token_ratio
+        return float(num_tokens - cached) + float(req.max_tokens[rid] - req.num_output[rid]) * self.new_token_ratio
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         # Admission depends on the running requests' remaining output, which shrinks every step, and LPM

@@ -1,0 +1,42 @@
+"""Per-request columns, indexed by request id: unboxed `vec`s when compiled, lists and arrays when not.
+
+Compiled, reading a list item unboxes a Python int and storing one boxes a new one (PyLong allocation and
+refcounting for every request of every step); a vec item is a plain int64 in C. Run from the sources, a list
+is the faster column (a vec's item access goes through its Python protocol), and librt may be absent.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+from servesim.engine.vec_types import i64, u8, vec
+
+COMPILED = not __file__.endswith(".py")
+
+
+def int_column(values: list[int]) -> vec[i64]:
+    """A column holding `values`: a vec when this module runs compiled, the list itself otherwise."""
+    if COMPILED:
+        return vec[i64](values)
+    return values  # type: ignore[return-value]  # run from the sources: a list stands in for the vec
+
+
+def counts_column(n: int) -> vec[i64]:
+    """n zeros: a vec compiled, an array("q") from the sources (8 bytes a value whatever it grows to)."""
+    if COMPILED:
+        return vec[i64]([0] * n)
+    return array("q", bytes(8 * n))  # type: ignore[return-value]
+
+
+def times_column(n: int, fill: float) -> vec[float]:
+    """n times `fill`: a vec compiled, an array("d") from the sources."""
+    if COMPILED:
+        return vec[float]([fill] * n)
+    return array("d", [fill]) * n  # type: ignore[return-value]
+
+
+def codes_column(n: int) -> vec[u8]:
+    """n zero bytes: a vec compiled, a bytearray from the sources."""
+    if COMPILED:
+        return vec[u8](bytes(n))
+    return bytearray(n)  # type: ignore[return-value]
