@@ -24,6 +24,7 @@ MODULES = (
     "servesim.engine.config",
     "servesim.engine.engine",
     "servesim.engine.kv_cache",
+    "servesim.engine.log_columns",
     "servesim.engine.logs",
     "servesim.engine.span_steps",
     "servesim.engine.requests",

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from servesim.engine.columns import int_column
+from servesim.engine.columns import COMPILED, int_column
+from servesim.engine.log_columns import RowColumns, SpanColumns
 from servesim.engine.vec_types import i64, vec
 
 STEP_COLUMNS = ("start", "duration", "num_tokens", "prefill_tokens", "decode_tokens", "num_seqs", "running",
@@ -24,12 +25,10 @@ SPAN_STEPS_PER_PASS = 1 << 18  # span steps expanded per numpy pass when the log
 FEW_SPANS_LEFT = 32  # when summing span ends position by position, spans left to finish one by one
 SPAN_FIELDS = ("steps", "batch", "waiting", "kv_used_before", "running_after", "kv_used_after")
 
-# The compiled core reads a whole log in one sequential pass (span_steps); run from the sources, the numpy expansion
-# below does (span_steps needs librt, which comes with the compile extra).
-READ_IN_ORDER = not __file__.endswith(".py")
 
-# One packed record per single step and per span, appended with one struct.pack: an array.append per value
-# costs a method call and a format parse each (about a tenth of a run). The numpy dtypes read them back.
+# Run from the sources, one packed record per single step and per span, appended with one struct.pack: an
+# array.append per value costs a method call and a format parse each (about a tenth of a run). The numpy dtypes
+# read them back. The compiled core stores vec columns instead (log_columns).
 STEP_RECORD = Struct("<2d8i")
 STEP_DTYPE = np.dtype([(name, "<f8" if name in FLOAT_COLUMNS else "<i4") for name in STEP_COLUMNS])
 SPAN_RECORD = Struct("<qqd6i")  # first step, KV tokens that step reads, start, SPAN_FIELDS
@@ -49,6 +48,11 @@ class StepLog:
     def __init__(self, block_size: int, cost):
         self.block_size = block_size
         self._cost = cost
+        # Compiled, vec columns (slack one byte a request); else packed records, below. The compiled core also reads
+        # a whole log in one sequential pass (span_steps) instead of the numpy expansion.
+        self._columnar = COMPILED and block_size <= 256
+        self._row_columns: RowColumns | None = RowColumns() if self._columnar else None
+        self._span_columns: SpanColumns | None = SpanColumns() if self._columnar else None
         self._rows = array("B")  # STEP_RECORDs
         self._spans = array("B")  # SPAN_RECORDs
         self._slack = array("B" if block_size <= 256 else "i")  # every span's requests' block slack, concatenated
@@ -66,18 +70,25 @@ class StepLog:
 
     @property
     def num_spans(self) -> int:
-        return len(self._spans) // SPAN_RECORD.size
+        spans = self._span_columns
+        return len(spans) if spans is not None else len(self._spans) // SPAN_RECORD.size
 
     @property
     def num_rows(self) -> int:
         """Single steps (each one call of the policy's schedule()); the rest of the steps are in spans."""
-        return len(self._rows) // STEP_RECORD.size
+        rows = self._row_columns
+        return len(rows) if rows is not None else len(self._rows) // STEP_RECORD.size
 
     def append(self, start: float, duration: float, num_tokens: int, prefill_tokens: int, decode_tokens: int,
                num_seqs: int, running: int, waiting: int, kv_blocks_used: int, preempted: int) -> None:
         """One step, its STEP_COLUMNS (named, not *row: compiled, a star call builds a tuple and parses it)."""
-        self._put_row(self._pack_row(start, duration, num_tokens, prefill_tokens, decode_tokens, num_seqs, running,
-                                     waiting, kv_blocks_used, preempted))
+        rows = self._row_columns
+        if rows is not None:
+            rows.append(start, duration, num_tokens, prefill_tokens, decode_tokens, num_seqs, running, waiting,
+                        kv_blocks_used, preempted)
+        else:
+            self._put_row(self._pack_row(start, duration, num_tokens, prefill_tokens, decode_tokens, num_seqs,
+                                         running, waiting, kv_blocks_used, preempted))
         self._count += 1
 
     def append_span(self, start: float, ends: list[float], batch: int, kv_tokens: int, waiting: int,
@@ -86,6 +97,12 @@ class StepLog:
         KV tokens. Request r takes a KV block after slack[r] + 1 steps and then every block_size steps."""
         steps = len(ends)
         assert len(slack) == batch, "a span's slack has one entry per request in its batch"
+        spans = self._span_columns
+        if spans is not None:
+            spans.append(self._count, kv_tokens, start, steps, batch, waiting, kv_used_before, running_after,
+                         kv_used_after, slack)
+            self._count += steps
+            return
         self._put_span(self._pack_span(self._count, kv_tokens, start, steps, batch, waiting, kv_used_before,
                                        running_after, kv_used_after))
         if self._slack_in_bytes:
@@ -101,46 +118,56 @@ class StepLog:
         the other two. A window expands only the spans it overlaps, so reading a log in windows keeps memory
         bounded by the window. `out`: arrays (float64 / int64, stop - start long) to fill instead of new ones."""
         stop = self._count if stop is None else stop
-        if READ_IN_ORDER and out is None and start == 0 and stop == self._count and self._spans \
-                and self._slack_in_bytes:
+        if self._columnar and out is None and start == 0 and stop == self._count and self.num_spans:
             return self._expand_in_order(names)
         n = stop - start
         if out is None:
             out = {name: np.empty(n, dtype=np.float64 if name in FLOAT_COLUMNS + ("end",) else np.int64)
                    for name in names}
         is_row = np.ones(n, dtype=bool)
-        span_steps_before = self._expand_spans(out, is_row, start, stop) if self._spans else 0
+        span_steps_before = self._expand_spans(out, is_row, start, stop) if self.num_spans else 0
         first_row = start - span_steps_before  # single-step rows before the window
         rows = slice(first_row, first_row + int(np.count_nonzero(is_row)))
-        records = np.frombuffer(self._rows, dtype=STEP_DTYPE)[rows]
-        columns: dict[str, Any] = {name: records[name] for name in STEP_COLUMNS}
+        columns: dict[str, Any] = {name: column[rows] for name, column in self._row_records().items()}
         for name in out:
             out[name][is_row] = columns["start"] + columns["duration"] if name == "end" else columns[name]
         return out
+
+    def _row_records(self) -> dict[str, np.ndarray]:
+        """The single steps' STEP_COLUMNS, numpy views of the stored records."""
+        rows = self._row_columns
+        if rows is not None:
+            return rows.as_numpy()
+        records = np.frombuffer(self._rows, dtype=STEP_DTYPE)
+        return {name: records[name] for name in STEP_COLUMNS}
+
+    def _span_records(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The spans' fields (SPAN_DTYPE's names) and their requests' slack, numpy views of the stored records."""
+        spans = self._span_columns
+        if spans is not None:
+            return spans.as_numpy()
+        records = np.frombuffer(self._spans, dtype=SPAN_DTYPE)
+        slack = np.frombuffer(self._slack, dtype=np.uint8 if self._slack_in_bytes else np.int32)
+        return {name: records[name] for name in ("first", "kv_tokens", "start") + SPAN_FIELDS}, slack
 
     def _expand_in_order(self, names) -> dict[str, np.ndarray]:
         """as_numpy of the whole log by span_steps.expand (the compiled core's one sequential pass); the same
         columns bit for bit."""
         from servesim.engine import span_steps
 
-        spans = np.frombuffer(self._spans, dtype=SPAN_DTYPE)
-        field = {name: spans[name].tolist() for name in ("first", "kv_tokens", "start") + SPAN_FIELDS}
-        records = span_steps.SpanRecords(field["first"], field["kv_tokens"], field["start"], field["steps"],
-                                         field["batch"], field["waiting"], field["kv_used_before"],
-                                         field["running_after"], field["kv_used_after"], bytes(self._slack))
-        rows = np.frombuffer(self._rows, dtype=STEP_DTYPE)
-        row_columns = {name: rows[name].tolist() for name in (set(names) - {"end"}) | {"start", "duration"}}
-        columns = span_steps.expand(list(names), self._count, row_columns, records, self.block_size, self._cost)
+        rows, spans = self._row_columns, self._span_columns
+        if rows is None or spans is None:  # packed records (run from the sources: tests compare the two reads)
+            rows, spans = span_steps.as_columns(self._row_records(), *self._span_records())
+        columns = span_steps.expand(list(names), self._count, rows, spans, self.block_size, self._cost)
         return {name: np.frombuffer(column, dtype=np.float64 if name in FLOAT_COLUMNS + ("end",) else np.int64)
                 for name, column in columns.items()}
 
     def _expand_spans(self, out: dict[str, np.ndarray], is_row: np.ndarray, start: int, stop: int) -> int:
         """Writes the spans overlapping steps start..stop-1, a batch of about SPAN_STEPS_PER_PASS steps at a time so
         the temporaries stay that small; returns how many span steps come before `start`."""
-        spans = np.frombuffer(self._spans, dtype=SPAN_DTYPE)
+        spans, slack = self._span_records()
         steps_through = np.cumsum(spans["steps"], dtype=np.int64)  # span steps up to and including each span
         slack_through = np.cumsum(spans["batch"], dtype=np.int64)  # slack entries likewise (one per request)
-        slack = np.frombuffer(self._slack, dtype=np.uint8 if self._slack.typecode == "B" else np.int32)
         first = spans["first"]
         lo = int(np.searchsorted(first + spans["steps"], start, side="right"))  # first span ending after `start`
         n = int(np.searchsorted(first, stop, side="left"))  # spans from here on begin at or after `stop`
@@ -149,7 +176,7 @@ class StepLog:
             done = int(steps_through[lo - 1]) if lo else 0
             hi = min(n, max(lo + 1, int(np.searchsorted(steps_through, done + SPAN_STEPS_PER_PASS, side="right"))))
             used = slice(int(slack_through[lo - 1]) if lo else 0, int(slack_through[hi - 1]))
-            self._expand_some(out, is_row, start, spans[lo:hi], slack[used])
+            self._expand_some(out, is_row, start, {name: field[lo:hi] for name, field in spans.items()}, slack[used])
             lo = hi
         return before
 

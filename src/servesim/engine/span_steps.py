@@ -14,28 +14,40 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from librt.vecs import append, vec
-from mypy_extensions import i64
+from mypy_extensions import i32, i64, u8
 
+from servesim.engine.log_columns import RowColumns, SpanColumns
 from servesim.perf.calibrated import CalibratedModel
 
 
-class SpanRecords:
-    """The span records' fields as lists (one numpy .tolist() each), and their requests' block slack."""
-
-    def __init__(self, first: list[int], kv_tokens: list[int], start: list[float], steps: list[int],
-                 batch: list[int], waiting: list[int], kv_used_before: list[int], running_after: list[int],
-                 kv_used_after: list[int], slack: bytes):
-        self.first = first
-        self.kv_tokens = kv_tokens
-        self.start = start
-        self.steps = steps
-        self.batch = batch
-        self.waiting = waiting
-        self.kv_used_before = kv_used_before
-        self.running_after = running_after
-        self.kv_used_after = kv_used_after
-        self.slack = slack
+def as_columns(rows: dict[str, np.ndarray], spans: dict[str, np.ndarray],
+               slack: np.ndarray) -> tuple[RowColumns, SpanColumns]:
+    """Records given as numpy columns (a StepLog's packed records) as the vec columns `expand` reads."""
+    row_columns = RowColumns()
+    row_columns.start = vec[float](rows["start"].tolist())
+    row_columns.duration = vec[float](rows["duration"].tolist())
+    row_columns.num_tokens = vec[i32](rows["num_tokens"].tolist())
+    row_columns.prefill_tokens = vec[i32](rows["prefill_tokens"].tolist())
+    row_columns.decode_tokens = vec[i32](rows["decode_tokens"].tolist())
+    row_columns.num_seqs = vec[i32](rows["num_seqs"].tolist())
+    row_columns.running = vec[i32](rows["running"].tolist())
+    row_columns.waiting = vec[i32](rows["waiting"].tolist())
+    row_columns.kv_blocks_used = vec[i32](rows["kv_blocks_used"].tolist())
+    row_columns.preempted = vec[i32](rows["preempted"].tolist())
+    span_columns = SpanColumns()
+    span_columns.first = vec[i64](spans["first"].tolist())
+    span_columns.kv_tokens = vec[i64](spans["kv_tokens"].tolist())
+    span_columns.start = vec[float](spans["start"].tolist())
+    span_columns.steps = vec[i32](spans["steps"].tolist())
+    span_columns.batch = vec[i32](spans["batch"].tolist())
+    span_columns.waiting = vec[i32](spans["waiting"].tolist())
+    span_columns.kv_used_before = vec[i32](spans["kv_used_before"].tolist())
+    span_columns.running_after = vec[i32](spans["running_after"].tolist())
+    span_columns.kv_used_after = vec[i32](spans["kv_used_after"].tolist())
+    span_columns.slack = vec[u8](slack.tolist())
+    return row_columns, span_columns
 
 
 class Columns:
@@ -58,10 +70,9 @@ class Columns:
         self.preempted = vec[i64](capacity=room("preempted"))
 
 
-def expand(names: list[str], num_steps: i64, rows: dict[str, list], spans: SpanRecords, block_size: i64,
+def expand(names: list[str], num_steps: i64, rows: RowColumns, spans: SpanColumns, block_size: i64,
            cost: object) -> dict[str, Any]:
-    """Columns `names` of all `num_steps` steps; `rows`: the single steps' values of those columns ("end" is
-    built from "start" and "duration", which it needs), in step order."""
+    """Columns `names` of all `num_steps` steps, from the log's single steps `rows` and decode `spans`."""
     want = set(names)
     out = Columns(num_steps, want)
     w_start, w_duration, w_end = "start" in want, "duration" in want, "end" in want
@@ -81,8 +92,8 @@ def expand(names: list[str], num_steps: i64, rows: dict[str, list], spans: SpanR
             _copy_rows(out, rows, row, first - step, want)
             row += first - step
             step = first
-        length: i64 = spans.steps[s]
-        b: i64 = spans.batch[s]
+        length: i64 = i64(spans.steps[s])
+        b: i64 = i64(spans.batch[s])
         if timed:
             _span_times(out, calibrated, cost, b, spans.kv_tokens[s], length, spans.start[s], w_start, w_duration,
                         w_end)
@@ -104,22 +115,22 @@ def expand(names: list[str], num_steps: i64, rows: dict[str, list], spans: SpanR
         if w_running:
             for j in range(last):
                 out.running = append(out.running, b)
-            out.running = append(out.running, spans.running_after[s])
+            out.running = append(out.running, i64(spans.running_after[s]))
         if w_waiting:
-            waiting: i64 = spans.waiting[s]
+            waiting: i64 = i64(spans.waiting[s])
             for j in range(length):
                 out.waiting = append(out.waiting, waiting)
         if w_kv:
             # Step j takes a block for each request whose slack is j mod block_size (as StepLog._expand_some).
             for i in range(slack_at, slack_at + b):
-                taken[slack[i]] += 1
-            used: i64 = spans.kv_used_before[s]
+                taken[i64(slack[i])] += 1
+            used: i64 = i64(spans.kv_used_before[s])
             for j in range(last):
                 used += taken[j % block_size]
                 out.kv_blocks_used = append(out.kv_blocks_used, used)
-            out.kv_blocks_used = append(out.kv_blocks_used, spans.kv_used_after[s])
+            out.kv_blocks_used = append(out.kv_blocks_used, i64(spans.kv_used_after[s]))
             for i in range(slack_at, slack_at + b):
-                taken[slack[i]] = 0
+                taken[i64(slack[i])] = 0
         slack_at += b
         step += length
     if step < num_steps:
@@ -167,47 +178,44 @@ def _span_times(out: Columns, calibrated: CalibratedModel | None, cost: object, 
             out.end = append(out.end, now)
 
 
-def _copy_rows(out: Columns, rows: dict[str, list], row: i64, count: i64, want: set[str]) -> None:
+def _copy_rows(out: Columns, rows: RowColumns, row: i64, count: i64, want: set[str]) -> None:
     """`count` single steps from row `row` on."""
     stop = row + count
-    if "start" in want or "end" in want:
-        starts: list[float] = rows["start"]
-        durations: list[float] = rows["duration"]
+    if "start" in want:
+        out.start = _floats(out.start, rows.start, row, stop)
+    if "end" in want:
+        column = out.end
         for i in range(row, stop):
-            t: float = starts[i]
-            if "start" in want:
-                out.start = append(out.start, t)
-            if "end" in want:
-                d: float = durations[i]
-                out.end = append(out.end, t + d)
+            column = append(column, rows.start[i] + rows.duration[i])
+        out.end = column
     if "duration" in want:
-        out.duration = _floats(out.duration, rows["duration"], row, stop)
+        out.duration = _floats(out.duration, rows.duration, row, stop)
     # One line a column: a column chosen by name would be a generic attribute (every append a Python call).
     if "num_tokens" in want:
-        out.num_tokens = _ints(out.num_tokens, rows["num_tokens"], row, stop)
+        out.num_tokens = _ints(out.num_tokens, rows.num_tokens, row, stop)
     if "prefill_tokens" in want:
-        out.prefill_tokens = _ints(out.prefill_tokens, rows["prefill_tokens"], row, stop)
+        out.prefill_tokens = _ints(out.prefill_tokens, rows.prefill_tokens, row, stop)
     if "decode_tokens" in want:
-        out.decode_tokens = _ints(out.decode_tokens, rows["decode_tokens"], row, stop)
+        out.decode_tokens = _ints(out.decode_tokens, rows.decode_tokens, row, stop)
     if "num_seqs" in want:
-        out.num_seqs = _ints(out.num_seqs, rows["num_seqs"], row, stop)
+        out.num_seqs = _ints(out.num_seqs, rows.num_seqs, row, stop)
     if "running" in want:
-        out.running = _ints(out.running, rows["running"], row, stop)
+        out.running = _ints(out.running, rows.running, row, stop)
     if "waiting" in want:
-        out.waiting = _ints(out.waiting, rows["waiting"], row, stop)
+        out.waiting = _ints(out.waiting, rows.waiting, row, stop)
     if "kv_blocks_used" in want:
-        out.kv_blocks_used = _ints(out.kv_blocks_used, rows["kv_blocks_used"], row, stop)
+        out.kv_blocks_used = _ints(out.kv_blocks_used, rows.kv_blocks_used, row, stop)
     if "preempted" in want:
-        out.preempted = _ints(out.preempted, rows["preempted"], row, stop)
+        out.preempted = _ints(out.preempted, rows.preempted, row, stop)
 
 
-def _ints(column: vec[i64], values: list[int], row: i64, stop: i64) -> vec[i64]:
+def _ints(column: vec[i64], values: vec[i32], row: i64, stop: i64) -> vec[i64]:
     for i in range(row, stop):
-        column = append(column, values[i])
+        column = append(column, i64(values[i]))
     return column
 
 
-def _floats(column: vec[float], values: list[float], row: i64, stop: i64) -> vec[float]:
+def _floats(column: vec[float], values: vec[float], row: i64, stop: i64) -> vec[float]:
     for i in range(row, stop):
         column = append(column, values[i])
     return column
