@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from librt.vecs import append, vec
+from librt.vecs import vec
 from mypy_extensions import i32, i64, u8
 
 from servesim.engine.log_columns import RowColumns, SpanColumns
@@ -51,23 +51,27 @@ def as_columns(rows: dict[str, np.ndarray], spans: dict[str, np.ndarray],
 
 
 class Columns:
-    """The output: the columns asked for, each with room for every step (the others stay empty)."""
+    """The output: the columns asked for, each as long as the log (the others empty), filled by index."""
 
-    def __init__(self, capacity: i64, want: set[str]):
-        def room(name: str) -> i64:
-            return capacity if name in want else 0
+    def __init__(self, n: i64, want: set[str]):
+        self.start = vec[float]([0.0] * _size(n, "start", want))
+        self.duration = vec[float]([0.0] * _size(n, "duration", want))
+        self.end = vec[float]([0.0] * _size(n, "end", want))
+        self.num_tokens = vec[i64]([0] * _size(n, "num_tokens", want))
+        self.prefill_tokens = vec[i64]([0] * _size(n, "prefill_tokens", want))
+        self.decode_tokens = vec[i64]([0] * _size(n, "decode_tokens", want))
+        self.num_seqs = vec[i64]([0] * _size(n, "num_seqs", want))
+        self.running = vec[i64]([0] * _size(n, "running", want))
+        self.waiting = vec[i64]([0] * _size(n, "waiting", want))
+        self.kv_blocks_used = vec[i64]([0] * _size(n, "kv_blocks_used", want))
+        self.preempted = vec[i64]([0] * _size(n, "preempted", want))
 
-        self.start = vec[float](capacity=room("start"))
-        self.duration = vec[float](capacity=room("duration"))
-        self.end = vec[float](capacity=room("end"))
-        self.num_tokens = vec[i64](capacity=room("num_tokens"))
-        self.prefill_tokens = vec[i64](capacity=room("prefill_tokens"))
-        self.decode_tokens = vec[i64](capacity=room("decode_tokens"))
-        self.num_seqs = vec[i64](capacity=room("num_seqs"))
-        self.running = vec[i64](capacity=room("running"))
-        self.waiting = vec[i64](capacity=room("waiting"))
-        self.kv_blocks_used = vec[i64](capacity=room("kv_blocks_used"))
-        self.preempted = vec[i64](capacity=room("preempted"))
+    def of(self, name: str) -> object:
+        return getattr(self, name)
+
+
+def _size(n: i64, name: str, want: set[str]) -> i64:
+    return n if name in want else 0
 
 
 def expand(names: list[str], num_steps: i64, rows: RowColumns, spans: SpanColumns, block_size: i64,
@@ -75,10 +79,14 @@ def expand(names: list[str], num_steps: i64, rows: RowColumns, spans: SpanColumn
     """Columns `names` of all `num_steps` steps, from the log's single steps `rows` and decode `spans`."""
     want = set(names)
     out = Columns(num_steps, want)
+    wanted = Wanted(want)
+    # Locals: a vec is a (length, buffer) pair, so a store through a local fills the column `out` holds.
+    start, duration, end = out.start, out.duration, out.end
+    num_tokens, decode_tokens, num_seqs = out.num_tokens, out.decode_tokens, out.num_seqs
+    running, waiting, kv_blocks_used = out.running, out.waiting, out.kv_blocks_used
     w_start, w_duration, w_end = "start" in want, "duration" in want, "end" in want
-    w_tokens, w_prefill, w_decode = "num_tokens" in want, "prefill_tokens" in want, "decode_tokens" in want
-    w_seqs, w_running, w_waiting = "num_seqs" in want, "running" in want, "waiting" in want
-    w_kv, w_preempted = "kv_blocks_used" in want, "preempted" in want
+    w_tokens, w_decode, w_seqs = "num_tokens" in want, "decode_tokens" in want, "num_seqs" in want
+    w_running, w_waiting, w_kv = "running" in want, "waiting" in want, "kv_blocks_used" in want
     timed = w_start or w_duration or w_end
     calibrated = cost if isinstance(cost, CalibratedModel) else None
     taken = vec[i64]([0] * block_size)  # per slack value: the span's requests that take a block at that step mod bs
@@ -89,63 +97,55 @@ def expand(names: list[str], num_steps: i64, rows: RowColumns, spans: SpanColumn
     for s in range(len(spans.first)):
         first: i64 = spans.first[s]
         if step < first:
-            _copy_rows(out, rows, row, first - step, want)
+            _copy_rows(out, rows, row, step, first - step, wanted)
             row += first - step
             step = first
         length: i64 = i64(spans.steps[s])
         b: i64 = i64(spans.batch[s])
+        stop = step + length
         if timed:
-            _span_times(out, calibrated, cost, b, spans.kv_tokens[s], length, spans.start[s], w_start, w_duration,
+            _span_times(out, calibrated, cost, b, spans.kv_tokens[s], step, stop, spans.start[s], w_start, w_duration,
                         w_end)
-        last: i64 = length - 1
-        if w_tokens or w_decode or w_seqs:
-            for j in range(length):
-                if w_tokens:
-                    out.num_tokens = append(out.num_tokens, b)
-                if w_decode:
-                    out.decode_tokens = append(out.decode_tokens, b)
-                if w_seqs:
-                    out.num_seqs = append(out.num_seqs, b)
-        if w_prefill or w_preempted:
-            for j in range(length):
-                if w_prefill:
-                    out.prefill_tokens = append(out.prefill_tokens, 0)
-                if w_preempted:
-                    out.preempted = append(out.preempted, 0)
+        # Prefill tokens and preemptions are 0 in a span: the columns' initial zeros.
+        for i in range(step, stop):
+            if w_tokens:
+                num_tokens[i] = b
+            if w_decode:
+                decode_tokens[i] = b
+            if w_seqs:
+                num_seqs[i] = b
+            if w_running:
+                running[i] = b
         if w_running:
-            for j in range(last):
-                out.running = append(out.running, b)
-            out.running = append(out.running, i64(spans.running_after[s]))
+            running[stop - 1] = i64(spans.running_after[s])
         if w_waiting:
-            waiting: i64 = i64(spans.waiting[s])
-            for j in range(length):
-                out.waiting = append(out.waiting, waiting)
+            queued: i64 = i64(spans.waiting[s])
+            for i in range(step, stop):
+                waiting[i] = queued
         if w_kv:
             # Step j takes a block for each request whose slack is j mod block_size (as StepLog._expand_some).
             for i in range(slack_at, slack_at + b):
                 taken[i64(slack[i])] += 1
             used: i64 = i64(spans.kv_used_before[s])
-            for j in range(last):
-                used += taken[j % block_size]
-                out.kv_blocks_used = append(out.kv_blocks_used, used)
-            out.kv_blocks_used = append(out.kv_blocks_used, i64(spans.kv_used_after[s]))
+            for i in range(step, stop - 1):
+                used += taken[(i - step) % block_size]
+                kv_blocks_used[i] = used
+            kv_blocks_used[stop - 1] = i64(spans.kv_used_after[s])
             for i in range(slack_at, slack_at + b):
                 taken[i64(slack[i])] = 0
         slack_at += b
-        step += length
+        step = stop
     if step < num_steps:
-        _copy_rows(out, rows, row, num_steps - step, want)
-    return {name: getattr(out, name) for name in names}
+        _copy_rows(out, rows, row, step, num_steps - step, wanted)
+    return {name: out.of(name) for name in names}
 
 
-def _span_times(out: Columns, calibrated: CalibratedModel | None, cost: object, b: i64, kv_tokens: i64, length: i64,
-                start: float, w_start: bool, w_duration: bool, w_end: bool) -> None:
-    """A span's step durations, starts and ends: end_j = end_{j-1} + d_j from the span's start, as the clock
-    summed them."""
+def _span_times(out: Columns, calibrated: CalibratedModel | None, cost: object, b: i64, kv_tokens: i64, first: i64,
+                stop: i64, start: float, w_start: bool, w_duration: bool, w_end: bool) -> None:
+    """Steps first..stop-1 of a span: durations, starts and ends, end_j = end_{j-1} + d_j from the span's start,
+    as the clock summed them."""
     form = calibrated.decode_form(b) if calibrated is not None else None
-    durations: list[float] = []
-    if form is None:  # the cost model's own numpy span: the values StepLog._span_durations reads
-        durations = getattr(cost, "decode_span")(b, kv_tokens, length).tolist()
+    starts, durations, ends = out.start, out.duration, out.end
     now = start
     if form is not None:  # CalibratedModel.decode_span_until's loop, op for op
         serial, base, weight, host, micro = form.serial, form.base, form.weight, form.host, form.micro
@@ -153,69 +153,80 @@ def _span_times(out: Columns, calibrated: CalibratedModel | None, cost: object, 
         t2 = tile * tile
         t4, t3 = t2 * t2, t2 * tile
         kv = float(kv_tokens)
-        step = float(b)
-        for j in range(length):
+        grow = float(b)
+        for i in range(first, stop):
             k = kv / micro
             k2 = k * k
             k = (k2 * k2 + t4) / (k2 * k + t3)
             d = serial + max(base + weight * (k + starve * k * split / (split + k)), host)
             if w_start:
-                out.start = append(out.start, now)
+                starts[i] = now
             now += d
             if w_duration:
-                out.duration = append(out.duration, d)
+                durations[i] = d
             if w_end:
-                out.end = append(out.end, now)
-            kv += step
+                ends[i] = now
+            kv += grow
         return
-    for d in durations:
+    # The cost model's own numpy span: the values StepLog._span_durations reads.
+    span: list[float] = getattr(cost, "decode_span")(b, kv_tokens, stop - first).tolist()
+    i = first
+    for d in span:
         if w_start:
-            out.start = append(out.start, now)
+            starts[i] = now
         now += d
         if w_duration:
-            out.duration = append(out.duration, d)
+            durations[i] = d
         if w_end:
-            out.end = append(out.end, now)
+            ends[i] = now
+        i += 1
 
 
-def _copy_rows(out: Columns, rows: RowColumns, row: i64, count: i64, want: set[str]) -> None:
-    """`count` single steps from row `row` on."""
-    stop = row + count
-    if "start" in want:
-        out.start = _floats(out.start, rows.start, row, stop)
-    if "end" in want:
-        column = out.end
-        for i in range(row, stop):
-            column = append(column, rows.start[i] + rows.duration[i])
-        out.end = column
-    if "duration" in want:
-        out.duration = _floats(out.duration, rows.duration, row, stop)
-    # One line a column: a column chosen by name would be a generic attribute (every append a Python call).
-    if "num_tokens" in want:
-        out.num_tokens = _ints(out.num_tokens, rows.num_tokens, row, stop)
-    if "prefill_tokens" in want:
-        out.prefill_tokens = _ints(out.prefill_tokens, rows.prefill_tokens, row, stop)
-    if "decode_tokens" in want:
-        out.decode_tokens = _ints(out.decode_tokens, rows.decode_tokens, row, stop)
-    if "num_seqs" in want:
-        out.num_seqs = _ints(out.num_seqs, rows.num_seqs, row, stop)
-    if "running" in want:
-        out.running = _ints(out.running, rows.running, row, stop)
-    if "waiting" in want:
-        out.waiting = _ints(out.waiting, rows.waiting, row, stop)
-    if "kv_blocks_used" in want:
-        out.kv_blocks_used = _ints(out.kv_blocks_used, rows.kv_blocks_used, row, stop)
-    if "preempted" in want:
-        out.preempted = _ints(out.preempted, rows.preempted, row, stop)
+class Wanted:
+    """Which columns are asked for, as native flags (a set lookup per copied run of rows adds up)."""
+
+    def __init__(self, want: set[str]):
+        self.start, self.duration, self.end = "start" in want, "duration" in want, "end" in want
+        self.num_tokens, self.prefill_tokens = "num_tokens" in want, "prefill_tokens" in want
+        self.decode_tokens, self.num_seqs = "decode_tokens" in want, "num_seqs" in want
+        self.running, self.waiting = "running" in want, "waiting" in want
+        self.kv_blocks_used, self.preempted = "kv_blocks_used" in want, "preempted" in want
 
 
-def _ints(column: vec[i64], values: vec[i32], row: i64, stop: i64) -> vec[i64]:
-    for i in range(row, stop):
-        column = append(column, i64(values[i]))
-    return column
+def _copy_rows(out: Columns, rows: RowColumns, row: i64, step: i64, count: i64, want: Wanted) -> None:
+    """`count` single steps from row `row` on, into the columns from step `step` on."""
+    # One block a column: a column chosen by name would be a generic attribute (every store a Python call).
+    if want.start:
+        _floats(out.start, rows.start, row, step, count)
+    if want.duration:
+        _floats(out.duration, rows.duration, row, step, count)
+    if want.end:
+        ends, starts, durations = out.end, rows.start, rows.duration
+        for i in range(count):
+            ends[step + i] = starts[row + i] + durations[row + i]
+    if want.num_tokens:
+        _ints(out.num_tokens, rows.num_tokens, row, step, count)
+    if want.prefill_tokens:
+        _ints(out.prefill_tokens, rows.prefill_tokens, row, step, count)
+    if want.decode_tokens:
+        _ints(out.decode_tokens, rows.decode_tokens, row, step, count)
+    if want.num_seqs:
+        _ints(out.num_seqs, rows.num_seqs, row, step, count)
+    if want.running:
+        _ints(out.running, rows.running, row, step, count)
+    if want.waiting:
+        _ints(out.waiting, rows.waiting, row, step, count)
+    if want.kv_blocks_used:
+        _ints(out.kv_blocks_used, rows.kv_blocks_used, row, step, count)
+    if want.preempted:
+        _ints(out.preempted, rows.preempted, row, step, count)
 
 
-def _floats(column: vec[float], values: vec[float], row: i64, stop: i64) -> vec[float]:
-    for i in range(row, stop):
-        column = append(column, values[i])
-    return column
+def _ints(column: vec[i64], values: vec[i32], row: i64, step: i64, count: i64) -> None:
+    for i in range(count):
+        column[step + i] = i64(values[row + i])
+
+
+def _floats(column: vec[float], values: vec[float], row: i64, step: i64, count: i64) -> None:
+    for i in range(count):
+        column[step + i] = values[row + i]
