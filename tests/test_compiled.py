@@ -98,7 +98,8 @@ NATIVE_ARITHMETIC = ("calibrated___CalibratedModel___decode_span_until",
                      "events___ReplicaQueue____down", "events___ReplicaQueue____up", "driver___ClusterRun___run",
                      "driver___ClusterRun____deliver", "router___LeastOutstandingRouter___choose",
                      "span_steps___expand", "span_steps____span_times", "span_steps____copy_rows",
-                     "span_steps____ints", "span_steps____floats")
+                     "span_steps____ints", "span_steps____floats", "columns___bisect_times",
+                     "log_columns___SpanColumns___append")
 GENERATED_C = os.path.join(os.path.dirname(__file__), "..", "build", "mypyc", "c", "__native_servesim_core.c")
 
 

@@ -20,7 +20,7 @@ MODULES = (
     "servesim.cluster.driver",
     "servesim.cluster.events",
     "servesim.cluster.replica",
-    "servesim.engine.columns",
+    "servesim.columns",
     "servesim.engine.config",
     "servesim.engine.engine",
     "servesim.engine.kv_cache",

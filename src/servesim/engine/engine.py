@@ -11,10 +11,11 @@ in closed form, exactly equal to stepping one by one.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections import deque
 from typing import Any
 
+from servesim.columns import as_times, bisect_times
 from servesim.engine.config import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager
 from servesim.engine.logs import EmitLog, StepLog
@@ -22,6 +23,7 @@ from servesim.engine.policies.base import Policy
 from servesim.engine.requests import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
 from servesim.perf.base import StepCostModel, StepTotals, decode_span_until
 from servesim.perf.calibrated import CalibratedModel
+from servesim.vec_types import vec
 
 SPAN_CHUNK = 256  # most steps one span plans; a longer quiet stretch takes several
 FINISH_LENGTH, FINISH_MODEL_LEN, FINISH_REJECTED = 1, 2, 3
@@ -35,10 +37,10 @@ def rejects(cfg: EngineConfig, prompt: int, max_tokens: int) -> bool:
 class SpanPlan:
     """A planned decode span (a plain class: compiled, a native object; a NamedTuple is built by Python code)."""
 
-    def __init__(self, start: float, kv_tokens: int, ends: list[float], slack: list[int], kv_used: int):
+    def __init__(self, start: float, kv_tokens: int, ends: vec[float], slack: list[int], kv_used: int):
         self.start = start
         self.kv_tokens = kv_tokens  # KV read by the span's first step
-        self.ends = ends  # end time of each step
+        self.ends = ends  # end time of each step (servesim.columns' times: a vec when compiled)
         # Per running request: decode steps before it needs a new KV block (sorted only where the free blocks
         # bounded the span; order matters to nobody else, and kv_used_at sorts it).
         self.slack = slack
@@ -163,7 +165,7 @@ class ReplicaEngine:
             plan = self._plan_span(now, hint)
             if plan is None:
                 break
-            end = plan.ends[-1]
+            end = plan.ends[len(plan.ends) - 1]
             if not (through_finishes and end < hint and not self.waiting):
                 self.pending = plan
                 return end
@@ -184,7 +186,7 @@ class ReplicaEngine:
         self.pending = None
         self.finished_now = []
         ends = plan.ends
-        k = 1 + bisect_left(ends, until, 0, len(ends) - 1)
+        k = 1 + bisect_times(ends, until, 0, len(ends) - 1)
         self._apply_span(k, plan.start, plan.kv_tokens, ends[:k] if k < len(ends) else ends, plan.slack)
         return ends[k - 1]
 
@@ -197,7 +199,7 @@ class ReplicaEngine:
         """KV blocks in use at `now` while a span is pending: each started step has taken its blocks."""
         plan = self.pending
         assert plan is not None, "kv_used_at() needs a pending span"
-        started = 1 + bisect_left(plan.ends, now, 0, len(plan.ends) - 1)
+        started = 1 + bisect_times(plan.ends, now, 0, len(plan.ends) - 1)
         plan.slack.sort()
         rounds, within = divmod(started - 1, self.cfg.block_size)
         return plan.kv_used + len(plan.slack) * rounds + bisect_right(plan.slack, within)
@@ -311,10 +313,10 @@ class ReplicaEngine:
         if calibrated is not None:
             ends = calibrated.decode_span_until(b, kv_tokens, k_max, now, horizon)
         else:
-            ends = decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon)
+            ends = as_times(decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon))
         return SpanPlan(now, kv_tokens, ends, slack, kv.num_used)
 
-    def _apply_span(self, k: int, now: float, kv_tokens: int, ends: list[float], slack: list[int]) -> None:
+    def _apply_span(self, k: int, now: float, kv_tokens: int, ends: vec[float], slack: list[int]) -> None:
         req, cfg, kv = self.req, self.cfg, self.kv
         running = self.running
         nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens
@@ -358,6 +360,6 @@ class ReplicaEngine:
         b = len(running)
         self.step_kv_used = kv.num_used
         if done:
-            self._finish(done, ends[-1])
+            self._finish(done, ends[len(ends) - 1])
         self.steps.append_span(now, ends, b, kv_tokens, len(self.waiting), used_before, slack,
                                len(self.running), kv.num_used)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable, Hashable
 
-from servesim.engine.columns import int_column
+from servesim.columns import int_column
 
 BlockKey = Callable[[int, int], Hashable]  # (request, block index) -> chained hash of that block
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from servesim.engine.vec_types import append, i32, i64, u8, vec
+from servesim.vec_types import append, i32, i64, u8, vec
 
 
 class RowColumns:

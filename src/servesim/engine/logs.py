@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from servesim.engine.columns import COMPILED, int_column
+from servesim.columns import COMPILED, int_column
 from servesim.engine.log_columns import RowColumns, SpanColumns
-from servesim.engine.vec_types import i64, vec
+from servesim.vec_types import i64, vec
 
 STEP_COLUMNS = ("start", "duration", "num_tokens", "prefill_tokens", "decode_tokens", "num_seqs", "running",
                 "waiting", "kv_blocks_used", "preempted")
@@ -91,11 +91,11 @@ class StepLog:
                                          running, waiting, kv_blocks_used, preempted))
         self._count += 1
 
-    def append_span(self, start: float, ends: list[float], batch: int, kv_tokens: int, waiting: int,
+    def append_span(self, start: float, ends: vec[float], batch: int, kv_tokens: int, waiting: int,
                     kv_used_before: int, slack: list[int], running_after: int, kv_used_after: int) -> None:
         """Pure-decode steps of `batch` requests from `start`, ending at `ends`, the first reading `kv_tokens`
         KV tokens. Request r takes a KV block after slack[r] + 1 steps and then every block_size steps."""
-        steps = len(ends)
+        steps: int = len(ends)  # an int (a vec's len is an i64, which SpanColumns' i32 fields refuse)
         assert len(slack) == batch, "a span's slack has one entry per request in its batch"
         spans = self._span_columns
         if spans is not None:

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from servesim.engine.columns import codes_column, counts_column, int_column, times_column
+from servesim.columns import codes_column, counts_column, int_column, times_column
 from servesim.engine.kv_cache import RequestBlocks
 from servesim.engine.logs import new_emit_cursors
-from servesim.engine.vec_types import i64, vec
+from servesim.vec_types import i64, vec
 
 NOT_YET = -1.0  # a time that has not happened
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from array import array
 
-from servesim.engine.vec_types import i64, u8, vec
+from servesim.vec_types import append, i64, u8, vec
 
 COMPILED = not __file__.endswith(".py")
 
@@ -33,6 +33,39 @@ def times_column(n: int, fill: float) -> vec[float]:
     if COMPILED:
         return vec[float]([fill] * n)
     return array("d", [fill]) * n  # type: ignore[return-value]
+
+
+def new_times() -> vec[float]:
+    """An empty list of times to `push` onto: a vec compiled, a list from the sources."""
+    if COMPILED:
+        return vec[float]()
+    return []  # type: ignore[return-value]
+
+
+def push(times: vec[float], t: float) -> vec[float]:
+    """`times` with `t` appended (a vec is a value: use the result)."""
+    if COMPILED:
+        return append(times, t)
+    times.append(t)  # type: ignore[attr-defined]
+    return times
+
+
+def as_times(values: list[float]) -> vec[float]:
+    """Times computed elsewhere (a list) in the form `new_times` gives."""
+    if COMPILED:
+        return vec[float](values)
+    return values  # type: ignore[return-value]
+
+
+def bisect_times(times: vec[float], t: float, lo: int, hi: int) -> int:
+    """bisect.bisect_left(times, t, lo, hi), compiled natively: the first i in lo..hi with times[i] >= t."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if times[mid] < t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def codes_column(n: int) -> vec[u8]:
