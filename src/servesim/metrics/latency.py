@@ -200,11 +200,17 @@ def _values_at_ranks(values: np.ndarray, counts: np.ndarray, ranks: list[int], n
         hist += np.bincount(keys(lo, lo + CHUNK), weights=counts[lo: lo + CHUNK], minlength=BINS + 1)[: BINS + 1]
     cum = np.cumsum(hist)
     bins = np.searchsorted(cum, ranks, side="right")
+    wanted = np.unique(bins).tolist()
+    parts: dict[int, tuple[list, list]] = {b: ([], []) for b in wanted}  # each bin's values and counts, chunk by chunk
+    for lo in range(0, len(values), CHUNK):
+        chunk_keys = keys(lo, lo + CHUNK)  # once per chunk for all the bins
+        for b in wanted:
+            mine = chunk_keys == b
+            parts[b][0].append(values[lo: lo + CHUNK][mine])
+            parts[b][1].append(counts[lo: lo + CHUNK][mine])
     out = []
-    for b in np.unique(bins).tolist():
-        parts = [(lo, keys(lo, lo + CHUNK) == b) for lo in range(0, len(values), CHUNK)]
-        sub_values = np.concatenate([values[lo: lo + CHUNK][m] for lo, m in parts])
-        sub_counts = np.concatenate([counts[lo: lo + CHUNK][m] for lo, m in parts])
+    for b in wanted:
+        sub_values, sub_counts = np.concatenate(parts[b][0]), np.concatenate(parts[b][1])
         below = int(cum[b - 1]) if b else 0
         out += _values_at_ranks(sub_values, sub_counts, [r - below for r, rb in zip(ranks, bins) if rb == b],
                                 narrow=len(sub_values) < len(values))  # rounding may put all in one bin: sort them
