@@ -8,10 +8,11 @@ is the faster column (a vec's item access goes through its Python protocol), and
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from servesim.vec_types import append, i64, u8, vec
 
-COMPILED = not __file__.endswith(".py")
+COMPILED: Final = not __file__.endswith(".py")  # Final: compiled, a C static, not a module-dict lookup per use
 
 
 def int_column(values: list[int]) -> vec[i64]:
