@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from servesim.columns import as_times, bisect_times
 from servesim.engine.config import EngineConfig
@@ -25,8 +25,11 @@ from servesim.perf.base import StepCostModel, StepTotals, decode_span_until
 from servesim.perf.calibrated import CalibratedModel
 from servesim.vec_types import vec
 
-SPAN_CHUNK = 256  # most steps one span plans; a longer quiet stretch takes several
-FINISH_LENGTH, FINISH_MODEL_LEN, FINISH_REJECTED = 1, 2, 3
+# Final: compiled, constants in C, not a module-dict lookup at every use.
+SPAN_CHUNK: Final = 256  # most steps one span plans; a longer quiet stretch takes several
+FINISH_LENGTH: Final = 1
+FINISH_MODEL_LEN: Final = 2
+FINISH_REJECTED: Final = 3
 
 
 def rejects(cfg: EngineConfig, prompt: int, max_tokens: int) -> bool:

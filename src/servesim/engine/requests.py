@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -13,7 +13,11 @@ from servesim.vec_types import i64, vec
 
 NOT_YET = -1.0  # a time that has not happened
 
-WAITING, RUNNING, FINISHED, REJECTED = 0, 1, 2, 3
+# Final: compiled, constants in C, not a module-dict lookup at every use (here and where they are imported).
+WAITING: Final = 0
+RUNNING: Final = 1
+FINISHED: Final = 2
+REJECTED: Final = 3
 
 
 def _shared_ints(values) -> list[int]:
