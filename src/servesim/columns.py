@@ -1,4 +1,5 @@
-"""Per-request columns, indexed by request id: unboxed `vec`s when compiled, lists and arrays when not.
+"""The engine's columns: per-request state indexed by request id, and a decode span's step end times. Unboxed
+`vec`s when compiled, lists and arrays when run from the sources.
 
 Compiled, reading a list item unboxes a Python int and storing one boxes a new one (PyLong allocation and
 refcounting for every request of every step); a vec item is a plain int64 in C. Run from the sources, a list
@@ -36,6 +37,14 @@ def times_column(n: int, fill: float) -> vec[float]:
     return array("d", [fill]) * n  # type: ignore[return-value]
 
 
+def codes_column(n: int) -> vec[u8]:
+    """n zero bytes: a vec compiled, a bytearray from the sources."""
+    if COMPILED:
+        return vec[u8](bytes(n))
+    return bytearray(n)  # type: ignore[return-value]
+
+
+# A decode span's step end times, built step by step (CalibratedModel.decode_span_until) and searched (the engine).
 def new_times() -> vec[float]:
     """An empty list of times to `push` onto: a vec compiled, a list from the sources."""
     if COMPILED:
@@ -67,10 +76,3 @@ def bisect_times(times: vec[float], t: float, lo: int, hi: int) -> int:
         else:
             hi = mid
     return lo
-
-
-def codes_column(n: int) -> vec[u8]:
-    """n zero bytes: a vec compiled, a bytearray from the sources."""
-    if COMPILED:
-        return vec[u8](bytes(n))
-    return bytearray(n)  # type: ignore[return-value]

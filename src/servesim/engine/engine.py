@@ -137,7 +137,7 @@ class ReplicaEngine:
             self.external.pop(rid, None)  # a later preemption recomputes the whole prompt here
         req.num_computed[rid] = cached_tokens
         req.status[rid] = RUNNING
-        if cached_tokens:  # an array item: reading and adding cost generic calls, spent only on a hit
+        if cached_tokens:
             req.hit_tokens[rid] += cached_tokens
         if req.first_scheduled[rid] < 0:
             req.first_scheduled[rid] = now

@@ -25,7 +25,6 @@ SPAN_STEPS_PER_PASS = 1 << 18  # span steps expanded per numpy pass when the log
 FEW_SPANS_LEFT = 32  # when summing span ends position by position, spans left to finish one by one
 SPAN_FIELDS = ("steps", "batch", "waiting", "kv_used_before", "running_after", "kv_used_after")
 
-
 # Run from the sources, one packed record per single step and per span, appended with one struct.pack: an
 # array.append per value costs a method call and a format parse each (about a tenth of a run). The numpy dtypes
 # read them back. The compiled core stores vec columns instead (log_columns).
@@ -299,7 +298,7 @@ class EmitLog:
     """Token emissions as (request, first step, last step) ranges of consecutive steps."""
 
     def __init__(self, num_requests: int, cursors: tuple[vec[i64], vec[i64]] | None = None):
-        """`cursors`: the (last, first) lists below, shared by the replicas serving one request table (a request
+        """`cursors`: the (last, first) columns below, shared by the replicas serving one request table (a request
         emits on one of them), so that each replica does not keep a pair as long as the whole workload."""
         if cursors is None:
             cursors = new_emit_cursors(num_requests)

@@ -6,7 +6,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from servesim.columns import codes_column, counts_column, int_column, times_column
+from servesim.columns import COMPILED, codes_column, counts_column, int_column, times_column
 from servesim.engine.kv_cache import RequestBlocks
 from servesim.engine.logs import new_emit_cursors
 from servesim.vec_types import i64, vec
@@ -20,11 +20,14 @@ FINISHED: Final = 2
 REJECTED: Final = 3
 
 
-def _shared_ints(values) -> list[int]:
-    """A list whose equal values share one int object: 8 bytes a request instead of ~36, since lengths repeat
-    across a million requests (the column the sources run on; compiled, int_column copies it into a vec)."""
-    canonical: dict[Any, Any] = {}  # Any, not int: compiled by mypyc, an int would be unboxed and boxed anew
-    return [canonical.setdefault(v, v) for v in np.asarray(values, dtype=np.int64).tolist()]
+def _lengths(values) -> vec[i64]:
+    """A column of request lengths. Run from the sources, a list whose equal values share one int object: 8 bytes
+    a request instead of ~36, since lengths repeat across a million requests. Compiled, a vec (8 bytes each)."""
+    ints = np.asarray(values, dtype=np.int64).tolist()
+    if COMPILED:
+        return int_column(ints)
+    canonical: dict[Any, Any] = {}
+    return int_column([canonical.setdefault(v, v) for v in ints])
 
 
 class RequestTable:
@@ -37,8 +40,8 @@ class RequestTable:
                  priority=None, client=None):
         n = len(prompt_len)
         self.n = n
-        self.prompt_len = int_column(_shared_ints(prompt_len))
-        self.max_tokens = int_column(_shared_ints(output_len))
+        self.prompt_len = _lengths(prompt_len)
+        self.max_tokens = _lengths(output_len)
         self.prefix_ids = prefix_ids  # per request: None or a sequence of chained prefix-block ids
         self.prefix_block_tokens = prefix_block_tokens
         self.priority = list(priority) if priority is not None else None

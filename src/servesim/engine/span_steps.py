@@ -1,13 +1,13 @@
-"""A StepLog's rows, decode spans expanded step by step in one sequential pass: the compiled core's way to read a
-log (`StepLog.as_numpy` uses it when compiled; the numpy expansion in logs.py is the reference and the way without
-the compiled core).
+"""A whole StepLog read in one sequential pass, decode spans expanded step by step: the compiled core's way to read
+a log (`StepLog.as_numpy` uses it when compiled; the numpy expansion in logs.py is the reference and the way
+without the compiled core).
 
-Compiled, a step here costs a few native float operations and appends to unboxed `vec` columns, which numpy then
-reads without a copy; the numpy expansion needs a dozen array passes over the span steps (the step ends alone,
-sequential sums, take one fancy-indexed pass per position within a span). Each value is computed by the same
-operations in the same order as there, so the columns are equal bit for bit (tests/test_metrics_scale.py).
+Compiled, a step here costs a few native float operations and stores into preallocated `vec` columns, which numpy
+then reads without a copy; the numpy expansion needs a dozen array passes over the span steps (the step ends
+alone, sequential sums, take one fancy-indexed pass per position within a span). Each value is computed by the
+same operations in the same order as there, so the columns are equal bit for bit (tests/test_metrics_scale.py).
 
-Imported only by the compiled core: `librt` (mypyc's runtime library) comes with the `compile` extra.
+Needs librt (mypyc's runtime library, with the `compile` extra): logs.py imports it only where librt is there.
 """
 
 from __future__ import annotations
@@ -66,9 +66,6 @@ class Columns:
         self.kv_blocks_used = vec[i64]([0] * _size(n, "kv_blocks_used", want))
         self.preempted = vec[i64]([0] * _size(n, "preempted", want))
 
-    def of(self, name: str) -> object:
-        return getattr(self, name)
-
 
 def _size(n: i64, name: str, want: set[str]) -> i64:
     return n if name in want else 0
@@ -81,13 +78,11 @@ def expand(names: list[str], num_steps: i64, rows: RowColumns, spans: SpanColumn
     out = Columns(num_steps, want)
     wanted = Wanted(want)
     # Locals: a vec is a (length, buffer) pair, so a store through a local fills the column `out` holds.
-    start, duration, end = out.start, out.duration, out.end
     num_tokens, decode_tokens, num_seqs = out.num_tokens, out.decode_tokens, out.num_seqs
     running, waiting, kv_blocks_used = out.running, out.waiting, out.kv_blocks_used
-    w_start, w_duration, w_end = "start" in want, "duration" in want, "end" in want
-    w_tokens, w_decode, w_seqs = "num_tokens" in want, "decode_tokens" in want, "num_seqs" in want
-    w_running, w_waiting, w_kv = "running" in want, "waiting" in want, "kv_blocks_used" in want
-    timed = w_start or w_duration or w_end
+    w_tokens, w_decode, w_seqs = wanted.num_tokens, wanted.decode_tokens, wanted.num_seqs
+    w_running, w_waiting, w_kv = wanted.running, wanted.waiting, wanted.kv_blocks_used
+    timed = wanted.start or wanted.duration or wanted.end
     calibrated = cost if isinstance(cost, CalibratedModel) else None
     taken = vec[i64]([0] * block_size)  # per slack value: the span's requests that take a block at that step mod bs
     row: i64 = 0
@@ -104,8 +99,7 @@ def expand(names: list[str], num_steps: i64, rows: RowColumns, spans: SpanColumn
         b: i64 = i64(spans.batch[s])
         stop = step + length
         if timed:
-            _span_times(out, calibrated, cost, b, spans.kv_tokens[s], step, stop, spans.start[s], w_start, w_duration,
-                        w_end)
+            _span_times(out, wanted, calibrated, cost, b, spans.kv_tokens[s], step, stop, spans.start[s])
         # Prefill tokens and preemptions are 0 in a span: the columns' initial zeros.
         for i in range(step, stop):
             if w_tokens:
@@ -137,15 +131,16 @@ def expand(names: list[str], num_steps: i64, rows: RowColumns, spans: SpanColumn
         step = stop
     if step < num_steps:
         _copy_rows(out, rows, row, step, num_steps - step, wanted)
-    return {name: out.of(name) for name in names}
+    return {name: getattr(out, name) for name in names}
 
 
-def _span_times(out: Columns, calibrated: CalibratedModel | None, cost: object, b: i64, kv_tokens: i64, first: i64,
-                stop: i64, start: float, w_start: bool, w_duration: bool, w_end: bool) -> None:
+def _span_times(out: Columns, wanted: Wanted, calibrated: CalibratedModel | None, cost: object, b: i64,
+                kv_tokens: i64, first: i64, stop: i64, start: float) -> None:
     """Steps first..stop-1 of a span: durations, starts and ends, end_j = end_{j-1} + d_j from the span's start,
     as the clock summed them."""
     form = calibrated.decode_form(b) if calibrated is not None else None
     starts, durations, ends = out.start, out.duration, out.end
+    w_start, w_duration, w_end = wanted.start, wanted.duration, wanted.end
     now = start
     if form is not None:  # CalibratedModel.decode_span_until's loop, op for op
         serial, base, weight, host, micro = form.serial, form.base, form.weight, form.host, form.micro
