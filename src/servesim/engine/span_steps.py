@@ -50,33 +50,43 @@ def as_columns(rows: dict[str, np.ndarray], spans: dict[str, np.ndarray],
     return row_columns, span_columns
 
 
+class Wanted:
+    """Which columns are asked for, as native flags (a set lookup per copied run of rows adds up)."""
+
+    def __init__(self, want: set[str]):
+        self.start, self.duration, self.end = "start" in want, "duration" in want, "end" in want
+        self.num_tokens, self.prefill_tokens = "num_tokens" in want, "prefill_tokens" in want
+        self.decode_tokens, self.num_seqs = "decode_tokens" in want, "num_seqs" in want
+        self.running, self.waiting = "running" in want, "waiting" in want
+        self.kv_blocks_used, self.preempted = "kv_blocks_used" in want, "preempted" in want
+
+
 class Columns:
     """The output: the columns asked for, each as long as the log (the others empty), filled by index."""
 
-    def __init__(self, n: i64, want: set[str]):
-        self.start = vec[float]([0.0] * _size(n, "start", want))
-        self.duration = vec[float]([0.0] * _size(n, "duration", want))
-        self.end = vec[float]([0.0] * _size(n, "end", want))
-        self.num_tokens = vec[i64]([0] * _size(n, "num_tokens", want))
-        self.prefill_tokens = vec[i64]([0] * _size(n, "prefill_tokens", want))
-        self.decode_tokens = vec[i64]([0] * _size(n, "decode_tokens", want))
-        self.num_seqs = vec[i64]([0] * _size(n, "num_seqs", want))
-        self.running = vec[i64]([0] * _size(n, "running", want))
-        self.waiting = vec[i64]([0] * _size(n, "waiting", want))
-        self.kv_blocks_used = vec[i64]([0] * _size(n, "kv_blocks_used", want))
-        self.preempted = vec[i64]([0] * _size(n, "preempted", want))
+    def __init__(self, n: i64, wanted: Wanted):
+        self.start = vec[float]([0.0] * _size(n, wanted.start))
+        self.duration = vec[float]([0.0] * _size(n, wanted.duration))
+        self.end = vec[float]([0.0] * _size(n, wanted.end))
+        self.num_tokens = vec[i64]([0] * _size(n, wanted.num_tokens))
+        self.prefill_tokens = vec[i64]([0] * _size(n, wanted.prefill_tokens))
+        self.decode_tokens = vec[i64]([0] * _size(n, wanted.decode_tokens))
+        self.num_seqs = vec[i64]([0] * _size(n, wanted.num_seqs))
+        self.running = vec[i64]([0] * _size(n, wanted.running))
+        self.waiting = vec[i64]([0] * _size(n, wanted.waiting))
+        self.kv_blocks_used = vec[i64]([0] * _size(n, wanted.kv_blocks_used))
+        self.preempted = vec[i64]([0] * _size(n, wanted.preempted))
 
 
-def _size(n: i64, name: str, want: set[str]) -> i64:
-    return n if name in want else 0
+def _size(n: i64, wanted: bool) -> i64:
+    return n if wanted else 0
 
 
 def expand(names: list[str], num_steps: i64, rows: RowColumns, spans: SpanColumns, block_size: i64,
            cost: object) -> dict[str, Any]:
     """Columns `names` of all `num_steps` steps, from the log's single steps `rows` and decode `spans`."""
-    want = set(names)
-    out = Columns(num_steps, want)
-    wanted = Wanted(want)
+    wanted = Wanted(set(names))
+    out = Columns(num_steps, wanted)
     # Locals: a vec is a (length, buffer) pair, so a store through a local fills the column `out` holds.
     num_tokens, decode_tokens, num_seqs = out.num_tokens, out.decode_tokens, out.num_seqs
     running, waiting, kv_blocks_used = out.running, out.waiting, out.kv_blocks_used
@@ -175,17 +185,6 @@ def _span_times(out: Columns, wanted: Wanted, calibrated: CalibratedModel | None
         if w_end:
             ends[i] = now
         i += 1
-
-
-class Wanted:
-    """Which columns are asked for, as native flags (a set lookup per copied run of rows adds up)."""
-
-    def __init__(self, want: set[str]):
-        self.start, self.duration, self.end = "start" in want, "duration" in want, "end" in want
-        self.num_tokens, self.prefill_tokens = "num_tokens" in want, "prefill_tokens" in want
-        self.decode_tokens, self.num_seqs = "decode_tokens" in want, "num_seqs" in want
-        self.running, self.waiting = "running" in want, "waiting" in want
-        self.kv_blocks_used, self.preempted = "kv_blocks_used" in want, "preempted" in want
 
 
 def _copy_rows(out: Columns, rows: RowColumns, row: i64, step: i64, count: i64, want: Wanted) -> None:
