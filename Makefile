@@ -104,6 +104,7 @@ check-profiler: $(STAMP) $(VLLM_DEPS)
 	$(VLLM_PY) scripts/profile_kernels.py --device cpu --quick -o build/profile-check
 	$(BIN)/servesim calibrate --kernels build/profile-check --gpu h100 -o build/profile-check/kernels.json
 	$(VLLM_PY) scripts/profile_step.py --device cpu --tiny -o build/profile-check/steps
+	$(VLLM_PY) scripts/profile_step.py --device cpu --tiny --model llama-3.2-1b --layers 2 -o build/profile-check/steps-llama-3.2-1b
 	$(VLLM_PY) scripts/profile_host.py --quick -o build/profile-check/host
 
 # vLLM's per-step host time on this CPU -> measurements/cpu-host (under a minute; a quiet machine), then refit the

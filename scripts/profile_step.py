@@ -1,14 +1,22 @@
 """Time whole forward steps of a Llama-shaped model written in plain torch, to check servesim's operator breakdown.
 
 servesim prices a step as the sum of its kernels (perf/calibrated.py). This script measures the sum's other side:
-a Llama-3.1-8B-shaped decoder (random bf16 weights) runs whole steps (embedding, per layer RMSNorm, QKV, RoPE, KV
-write, SDPA attention, O, residual adds, gated MLP; final norm, LM head on the last token of each sequence and a
-greedy sampler), captured as one CUDA graph and replayed, as vLLM replays decode steps. The kernels are torch's
-(the same ones scripts/profile_kernels.py times), so `scripts/validate_measured.py` can compare the measured steps with
-servesim's prediction from a calibration fitted on those kernel timings: what is left is the composition.
+a Llama-shaped decoder (random bf16 weights; Llama-3.1-8B's dimensions unless --model names another) runs whole
+steps (embedding, per layer RMSNorm, QKV, RoPE, KV write, SDPA attention, O, residual adds, gated MLP; final norm,
+LM head on the last token of each sequence and a greedy sampler), captured as one CUDA graph and replayed, as vLLM
+replays decode steps. The kernels are torch's (the same ones scripts/profile_kernels.py times), so
+`scripts/validate_measured.py` can compare the measured steps with servesim's prediction from a calibration fitted
+on those kernel timings: what is left is the composition.
 
     python scripts/profile_step.py -o steps-h100/          # needs torch with CUDA; ~1 minute on an H100
     python scripts/profile_step.py -o steps-fp8/ --dtype fp8   # the same steps with FP8 weights
+    python scripts/profile_step.py -o steps-qwen3-8b/ --model qwen3-8b   # another model's dimensions
+
+`--model NAME` reads hidden size, layers, heads, KV heads, head dim, MLP width and vocabulary from
+src/servesim/models/configs/NAME.json (the configs servesim prices); a tied LM head shares the embedding's tensor.
+The step stays Llama-shaped (RMSNorm, RoPE, gated SiLU MLP, no biases), as servesim's step price is: Qwen2.5's
+bias on Q, K and V and Qwen3's per-head RMSNorm of q and k (two more kernels per layer in vLLM) are not run, and
+neither is a sliding window; meta.json lists what was left out for the model (`not_run`).
 
 `--dtype fp8` stores the layers' weights in float8 e4m3 and runs their four GEMMs as `torch._scaled_mm` with
 per-tensor scales (as servesim's FP8 GEMM fit was timed); each GEMM's input is first cast to e4m3 with a static scale
@@ -16,7 +24,8 @@ of 1 (one cast kernel each, where vLLM fuses the static quantization into the no
 embedding, LM head and KV cache stay bf16, as in vLLM's FP8 checkpoints with its default KV cache.
 
 Writes steps.csv (kind, batch, length, chunk, past, graph_ms = median of --trials replays, eager_ms = the same
-step launched op by op from Python) and meta.json. `--device cpu --tiny` checks the script on a two-layer toy.
+step launched op by op from Python) and meta.json. `--device cpu --tiny` checks the script on a two-layer toy;
+`--device cpu --tiny --model llama-3.2-1b --layers 2` checks a model's dimensions the same way (seconds).
 Decode: `batch` sequences each with `length` cached tokens, one new token each (contiguous KV per layer; SDPA
 over length + 1). Prefill: `batch` sequences of `length` new tokens, no cached past, causal. Chunked: one prompt
 chunk of `chunk` new tokens over `past` cached ones (SDPA with a lower-right causal mask, the chunked prefill of
@@ -43,8 +52,8 @@ except ImportError:
 
 from profile_kernels import Timer  # noqa: E402  (same folder: one way of timing for kernels and steps)
 
-LLAMA_8B = {"hidden": 4096, "layers": 32, "heads": 32, "kv_heads": 8, "head_dim": 128, "intermediate": 14336,
-            "vocab": 128256}
+CONFIGS = Path(__file__).resolve().parents[1] / "src" / "servesim" / "models" / "configs"
+DEFAULT_MODEL = "llama-3.1-8b"
 TINY = {"hidden": 256, "layers": 2, "heads": 4, "kv_heads": 2, "head_dim": 64, "intermediate": 512, "vocab": 1024}
 DECODE = [(b, c) for b in (1, 8, 32, 128, 256) for c in (512, 2048, 8192)]
 PREFILL = [(1, 128), (1, 512), (1, 2048), (1, 8192), (4, 512), (4, 2048)]
@@ -55,10 +64,34 @@ MIXED = [(32, 2048, c, 4096) for c in (224, 256, 992, 1024)] + [(128, 2048, c, 4
 KV_CAP_BYTES = 40 << 30  # skip decode shapes whose KV cache (all layers) would exceed this
 
 
+def model_config(name: str) -> tuple[dict, dict]:
+    """The dimensions of src/servesim/models/configs/`name`.json as the step uses them, and what about the model
+    the step leaves out or changes (read as servesim's models/spec.py reads a Hugging Face config)."""
+    path = CONFIGS / f"{name}.json"
+    if not path.is_file():
+        sys.exit(f"unknown model {name!r}; valid choices: {', '.join(sorted(p.stem for p in CONFIGS.glob('*.json')))}")
+    c = json.loads(path.read_text())
+    heads, hidden = c["num_attention_heads"], c["hidden_size"]
+    cfg = {"hidden": hidden, "layers": c["num_hidden_layers"], "heads": heads,
+           "kv_heads": c.get("num_key_value_heads") or heads, "head_dim": c.get("head_dim") or hidden // heads,
+           "intermediate": c["intermediate_size"], "vocab": c["vocab_size"]}
+    arch = (c.get("architectures") or ["LlamaForCausalLM"])[0]
+    not_run = []
+    if c.get("attention_bias", arch == "Qwen2ForCausalLM"):
+        not_run.append("bias on Q, K and V (vLLM adds it in the QKV GEMM)")
+    if c.get("model_type") == "qwen3" or arch == "Qwen3ForCausalLM":
+        not_run.append("per-head RMSNorm of q and k (two kernels per layer in vLLM)")
+    if c.get("sliding_window") and c.get("use_sliding_window", True):
+        not_run.append(f"sliding window of {c['sliding_window']} (attention runs over the whole context)")
+    extra = {"architecture": arch, "tie_word_embeddings": bool(c.get("tie_word_embeddings", False)),
+             "not_run": not_run}
+    return cfg, extra
+
+
 class Llama:
     """Weights and one forward step; `step(...)` is captured as a graph per shape."""
 
-    def __init__(self, cfg: dict, device: str, dtype: str = "bf16"):
+    def __init__(self, cfg: dict, device: str, dtype: str = "bf16", tied: bool = False):
         self.cfg, self.device, self.dtype = cfg, device, dtype
         h, q, kv, d, i = cfg["hidden"], cfg["heads"], cfg["kv_heads"], cfg["head_dim"], cfg["intermediate"]
 
@@ -66,7 +99,7 @@ class Llama:
             return torch.randn(*shape, device=device, dtype=torch.bfloat16) * 0.02
 
         self.embed = w(cfg["vocab"], h)
-        self.lm_head = w(cfg["vocab"], h)
+        self.lm_head = self.embed if tied else w(cfg["vocab"], h)
         self.norm = torch.ones(h, device=device, dtype=torch.bfloat16)
         self.layers = [{"qkv": w((q + 2 * kv) * d, h), "o": w(h, q * d), "gate_up": w(2 * i, h), "down": w(h, i)}
                        for _ in range(cfg["layers"])]
@@ -211,20 +244,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-o", "--output", type=Path, required=True, help="directory for steps.csv and meta.json")
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    ap.add_argument("--tiny", action="store_true", help="a two-layer toy model and one step of each kind (checks the script)")
+    ap.add_argument("--tiny", action="store_true",
+                    help="one step of each kind, on a two-layer toy model unless --model is given (checks the script)")
+    ap.add_argument("--model", metavar="NAME",
+                    help=f"dimensions from src/servesim/models/configs/NAME.json (default {DEFAULT_MODEL})")
+    ap.add_argument("--layers", type=int, help="run this many layers instead of the model's (a cheap CPU check)")
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp8"), help="the layers' weights and GEMMs")
     args = ap.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device visible to torch; use --device cpu --tiny to check the script")
-    cfg = TINY if args.tiny else LLAMA_8B
+    if args.tiny and args.model is None:
+        name, cfg, extra = "tiny", dict(TINY), {"architecture": "toy", "tie_word_embeddings": False, "not_run": []}
+    else:
+        name = args.model or DEFAULT_MODEL
+        cfg, extra = model_config(name)
+    if args.layers:
+        cfg["layers"] = args.layers
     torch.manual_seed(0)
     started = time.time()
     rows, skipped = [], []
     with torch.inference_mode():
         probe_chunk_mask(args.device)
         print(f"chunk attention: {CHUNK_MASK}", flush=True)
-        model = Llama(cfg, args.device, args.dtype)
+        model = Llama(cfg, args.device, args.dtype, extra["tie_word_embeddings"])
         kv_bytes_per_token = 2 * cfg["layers"] * cfg["kv_heads"] * cfg["head_dim"] * 2
         for row in grid(args.tiny):
             cached = row["batch"] * (row["length"] + 1) if row["kind"] != "prefill" else 0
@@ -247,8 +290,8 @@ def main() -> None:
         writer.writeheader()
         writer.writerows(rows)
     meta = {"device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu", "torch": torch.__version__,
-            "cuda": torch.version.cuda, "date": datetime.now(timezone.utc).isoformat(), "model": cfg,
-            "dtype": args.dtype, "skipped": skipped,
+            "cuda": torch.version.cuda, "date": datetime.now(timezone.utc).isoformat(), "model_name": name,
+            "model": cfg, **extra, "dtype": args.dtype, "skipped": skipped,
             "trials": args.trials, "chunk_attention": CHUNK_MASK, "seconds": round(time.time() - started, 1),
             "length": "decode: cached tokens per sequence (attends over length + 1); prefill: new tokens per sequence; "
                       "chunk/past: one prompt chunk's new tokens and the cached tokens it attends over besides them",
