@@ -8,7 +8,8 @@ meta.json files say how and when). Two checks, no GPU needed:
    kernels than vLLM's, so their rows say how far those implementations differ, not how good the fit is.
 2. Steps: whole Llama-3.1-8B steps (torch, CUDA graph) next to servesim's step time from (a) a calibration fitted
    on the same torch kernels (`servesim calibrate --kernels`: what remains is the operator breakdown and its
-   composition), (b) the shipped vLLM calibration, (c) the roofline clock.
+   composition), (b) the shipped vLLM calibration, (c) the roofline clock. The same for other models' steps where
+   measurements/<gpu>/steps-<model>/ holds them (`profile_step.py --model <model>`, a bundled model's name).
 
 Writes its section of docs/validation.md (between its markers) and prints it.
 
@@ -33,7 +34,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from validate_gpu import pct, write_section  # noqa: E402
 
 from servesim.hardware.catalog import get_device  # noqa: E402
-from servesim.models.catalog import get_model  # noqa: E402
+from servesim.models.catalog import get_model, list_models  # noqa: E402
 from servesim.perf.base import step_shape  # noqa: E402
 from servesim.perf.calibrated import CalibratedModel  # noqa: E402
 from servesim.perf.kernels.calibrate import calibrate_dir, hardware  # noqa: E402
@@ -119,8 +120,10 @@ def chunked_lines(gpus: list[str], rows: list[dict]) -> list[str]:
 
 
 @functools.cache  # the markdown, its FP8 parts and the tests read the same rows: price each step once
-def step_rows(gpu: str, folder: str = "steps", dtype: str = "bf16") -> list[dict]:
-    device, model = get_device(gpu), get_model(STEP_MODEL).with_dtype(dtype)
+def step_rows(gpu: str, folder: str = "steps", dtype: str = "bf16", model_name: str = STEP_MODEL) -> list[dict]:
+    """The steps of measurements/<gpu>/<folder>/ (or of `folder` if it is an absolute path), each with servesim's
+    prices of it for `model_name`."""
+    device, model = get_device(gpu), get_model(model_name).with_dtype(dtype)
     own, shipped = own_calibration(gpu), load_calibration(device, "vllm")
     # GPU-only prices: the measured steps are CUDA-graph replays, with no engine host work to overlap or add
     own, shipped = (replace(cal, host_fixed=0.0, host_per_seq=0.0) for cal in (own, shipped))
@@ -138,11 +141,11 @@ def step_rows(gpu: str, folder: str = "steps", dtype: str = "bf16") -> list[dict
     return rows
 
 
-def step_table_rows(gpu: str, rows: list[dict]) -> list[str]:
+def step_table_rows(gpu: str, rows: list[dict], model: str = "") -> list[str]:
     lines = []
     for r in rows:
         cells = " | ".join(f"{r[k]:.2f} ({(r[k] / r['measured'] - 1) * 100:+.0f}%)" for k in ("own", "shipped", "roofline"))
-        lines.append(f"| {gpu} | {r['kind']} | {r['batch']} | {r['length']} | {r['chunk'] or '-'} | {r['past'] or '-'} | "
+        lines.append(f"| {gpu} | {model + ' | ' if model else ''}{r['kind']} | {r['batch']} | {r['length']} | {r['chunk'] or '-'} | {r['past'] or '-'} | "
                      f"{r['measured']:.2f} | {r['eager']:.2f} | {cells} |")
     return lines
 
@@ -218,6 +221,53 @@ def fp8_extra_lines(gpu: str) -> list[str]:
     out += ["", "One layer's four FP8 GEMMs (`fp8-extra/gemm.csv`) against the `own` fit, by rows m "
             f"(the fit was timed at m >= 16): {'; '.join(cells)}."]
     return out
+
+
+def other_model_folders(gpus: list[str], measured: Path = MEASURED) -> list[tuple[str, str, Path]]:
+    """(gpu, model, folder) for each measured/<gpu>/steps-<model>/ with a steps.csv whose <model> is a bundled
+    model's name (so steps-fp8/ is not one)."""
+    names = {m.name for m in list_models()}
+    return [(g, folder.name.removeprefix("steps-"), folder) for g in gpus
+            for folder in sorted((measured / g).glob("steps-*"))
+            if folder.name.removeprefix("steps-") in names and (folder / "steps.csv").exists()]
+
+
+def other_model_lines(gpus: list[str], measured: Path = MEASURED) -> list[str]:
+    """Whole steps of other models than Llama-3.1-8B (`profile_step.py --model`), priced as the 8B steps are: the
+    same `own` calibration (the GPU's torch kernels), the shipped one and the roofline, with the model's shape."""
+    found = other_model_folders(gpus, measured)
+    out = ["", "### Whole steps of other models (TP 1)", ""]
+    if not found:
+        return out + ["No measurements yet: `scripts/profile_step.py --model <model> -o "
+                      "measurements/<gpu>/steps-<model>/` writes them (`scripts/gpu_models_check.sh` runs "
+                      "Llama-3.2-1B, Qwen2.5-7B and Qwen3-8B on one lease)."]
+    out += ["`measurements/<gpu>/steps-<model>/` (`profile_step.py --model <model>`): the same Llama-shaped torch "
+            "step and grid with the model's dimensions from its bundled config (steps whose KV cache would pass "
+            "40 GiB are left out), priced with that model by the same three clocks as the Llama-3.1-8B steps above.",
+            "",
+            "| GPU | model | step | batch | length | chunk | past | measured ms | eager ms | own ms (err) | "
+            "shipped ms (err) | roofline ms (err) |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    notes = []
+    for g, name, folder in found:
+        meta = json.loads((folder / "meta.json").read_text())
+        spec = get_model(name)
+        want = {"hidden": spec.hidden_size, "layers": spec.num_layers, "heads": spec.num_heads,
+                "kv_heads": spec.num_kv_heads, "head_dim": spec.head_dim, "intermediate": spec.intermediate_size,
+                "vocab": spec.vocab_size}
+        if meta.get("model") != want:
+            raise SystemExit(f"{folder}/meta.json: the steps were run with {meta.get('model')}, not {name}'s {want}")
+        rows = step_rows(g, str(folder.resolve()), meta.get("dtype", "bf16"), name)
+        out += step_table_rows(g, rows, name)
+        gaps = [r["measured"] - r["own"] for r in rows if r["kind"] == "decode"]
+        errors = {k: np.abs([r[k] / r["measured"] - 1 for r in rows]) for k in ("own", "shipped", "roofline")}
+        not_run = meta.get("not_run") or []
+        notes.append(f"- {g} {name}: {len(rows)} steps, {meta['device']}, {meta['date'][:10]}; median |error| "
+                     + ", ".join(f"`{k}` {pct(float(np.median(e)))} (max {pct(float(e.max()))})"
+                                 for k, e in errors.items())
+                     + (f"; `own` decodes low by {min(gaps):.2f}-{max(gaps):.2f} ms over {spec.num_layers} layers"
+                        if gaps else "")
+                     + (f"; not run (nor priced by servesim): {'; '.join(not_run)}" if not_run else "") + ".")
+    return out + ["", "Median absolute error by GPU and model:", ""] + notes
 
 
 def _read_steps(folder: Path) -> list[dict]:
@@ -330,6 +380,7 @@ def markdown() -> str:
     lines += fp8_lines(gpus)
     for g in gpus:
         lines += gemm_rows_lines(g)
+    lines += other_model_lines(gpus)
     lines += ["", END]
     return "\n".join(lines) + "\n"
 

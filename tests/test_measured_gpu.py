@@ -1,5 +1,6 @@
 """servesim against the kernels and whole steps it measured on real GPUs (measurements/, scripts/validate_measured.py)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -67,3 +68,42 @@ def test_fp8_input_casts_account_for_the_extra_fp8_decode_miss():
 def test_validation_doc_holds_the_current_measured_section():
     text = (ROOT / "docs" / "validation.md").read_text()
     assert vm.markdown() in text, "docs/validation.md is stale: run .venv/bin/python scripts/validate_measured.py"
+
+
+def _fake_steps(folder, model_dims):
+    """A steps-<model>/ folder made up from the 8B steps (1.1x their times) for a test: never a measurement."""
+    folder.mkdir(parents=True)
+    text = (vm.MEASURED / "h100" / "steps" / "steps.csv").read_text().splitlines()
+    rows = [text[0]] + [",".join(cells[:5] + [f"{float(x) * 1.1:.4f}" for x in cells[5:]])
+                        for cells in (line.split(",") for line in text[1:])]
+    (folder / "steps.csv").write_text("\n".join(rows) + "\n")
+    (folder / "meta.json").write_text(json.dumps({"device": "made up", "date": "2000-01-01", "model": model_dims,
+                                                  "dtype": "bf16", "not_run": ["per-head RMSNorm of q and k"]}))
+    return len(rows) - 1
+
+
+def test_other_models_steps_are_priced_with_their_own_shape(tmp_path):
+    spec = vm.get_model("qwen3-8b")
+    dims = {"hidden": spec.hidden_size, "layers": spec.num_layers, "heads": spec.num_heads,
+            "kv_heads": spec.num_kv_heads, "head_dim": spec.head_dim, "intermediate": spec.intermediate_size,
+            "vocab": spec.vocab_size}
+    n = _fake_steps(tmp_path / "h100" / "steps-qwen3-8b", dims)
+    _fake_steps(tmp_path / "h100" / "steps-fp8", dims)  # not a model's folder
+    lines = vm.other_model_lines(["h100"], tmp_path)
+    assert len([line for line in lines if line.startswith("| h100 | qwen3-8b | ")]) == n
+    assert not any("fp8" in line for line in lines if line.startswith("| "))
+    (summary,) = [line for line in lines if line.startswith("- h100 qwen3-8b: ")]
+    assert f"{n} steps" in summary and "over 36 layers" in summary and "q and k" in summary
+    # a model priced with its own shape: Qwen3-8B has 36 layers to Llama-3.1-8B's 32, so every step costs more
+    own = {(r["kind"], r["batch"], r["length"], r["chunk"], r["past"]): r["own"] for r in vm.step_rows("h100")}
+    rows = vm.step_rows("h100", str(tmp_path / "h100" / "steps-qwen3-8b"), "bf16", "qwen3-8b")
+    assert all(r["own"] > own[(r["kind"], r["batch"], r["length"], r["chunk"], r["past"])] for r in rows)
+    # steps run with other dimensions than the model's (e.g. profile_step.py --layers) are refused
+    _fake_steps(tmp_path / "h200" / "steps-qwen3-8b", dims | {"layers": 2})
+    with pytest.raises(SystemExit, match="layers"):
+        vm.other_model_lines(["h200"], tmp_path)
+
+
+def test_no_other_model_steps_is_said_in_one_sentence(tmp_path):
+    lines = vm.other_model_lines(["h100"], tmp_path)
+    assert lines[-1].startswith("No measurements yet")
