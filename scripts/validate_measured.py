@@ -264,7 +264,8 @@ def other_model_lines(gpus: list[str], measured: Path = MEASURED) -> list[str]:
         notes.append(f"- {g} {name}: {len(rows)} steps, {meta['device']}, {meta['date'][:10]}; median |error| "
                      + ", ".join(f"`{k}` {pct(float(np.median(e)))} (max {pct(float(e.max()))})"
                                  for k, e in errors.items())
-                     + (f"; `own` decodes low by {min(gaps):.2f}-{max(gaps):.2f} ms over {spec.num_layers} layers"
+                     + (f"; measured minus `own` decode step: {min(gaps):+.2f} to {max(gaps):+.2f} ms "
+                        f"(median {float(np.median(gaps)):+.2f}) over {spec.num_layers} layers"
                         if gaps else "")
                      + (f"; not run (nor priced by servesim): {'; '.join(not_run)}" if not_run else "") + ".")
     return out + ["", "Median absolute error by GPU and model:", ""] + notes
