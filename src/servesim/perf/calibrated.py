@@ -22,11 +22,10 @@ decode steps evaluated on an array equals each step evaluated alone, bit for bit
 from __future__ import annotations
 
 import math
-from array import array
 
 import numpy as np
 
-from servesim.columns import new_times, push
+from servesim.columns import new_times, push, times_column
 from servesim.vec_types import vec
 from servesim.errors import ServesimError
 from servesim.hardware.catalog import Device
@@ -88,6 +87,8 @@ class CalibratedModel:
         self._gemm_tiles = dispatch.gemm_tiles(engine, gemm_dtype)
         self._gemm_bf16 = cal.get("gemm.bf16")
         self._prefill = cal.get("context_attention")
+        self._prefill_form = forms.PrefillAttentionForm(self._prefill, self._hw, self.heads, self.kv_heads,
+                                                        model.head_dim, self.kv_bytes)
         # TensorRT-LLM's decode runs one of several kernels by head layout, each fitted on its own (dispatch.py)
         kernel = dispatch.decode_kernel(engine, self.heads, self.kv_heads, model.head_dim, self.kv_bytes,
                                         hopper=cal.measured_on in dispatch.HOPPER)
@@ -119,14 +120,18 @@ class CalibratedModel:
             table[0] = 0.0
         # Plain floats, the same values: every step reads three entries, and a numpy array would box a numpy scalar.
         self._tables: dict[str, list[float]] = {name: table.tolist() for name, table in tables.items()}
+        # The same lists, each in an attribute of its own: a step reads them without a dict lookup by name.
+        self._layer_table: list[float] = self._tables["layer"]
+        self._embed_table: list[float] = self._tables["embed"]
+        self._head_table: list[float] = self._tables["head"]
         self._decode_cache: dict[int, DecodeCoeffs] = {}
         self._forms: dict[int, DecodeForm] = {}  # decode_form's answers
         self._decode_attn_cache: dict[int, DecodeAttention] = {}
         self._beyond: dict[tuple[str, int], float] = {}  # table entries priced past the tables' end
         # A step's prefill is most often one fresh prompt (no cached context): its attention price then depends on
         # the prompt length alone and is remembered per length (NaN: not yet), the same bits as pricing it again.
-        # A flat array, not a dict: no object per remembered price.
-        self._fresh_prefill = array("d", [math.nan]) * size
+        # A flat column (servesim.columns), not a dict: no object per remembered price.
+        self._fresh_prefill = times_column(size, math.nan)
 
     # --- operators, vectorised over token counts ---
 
@@ -168,10 +173,6 @@ class CalibratedModel:
         floor, two_shot_eff = allreduce[0], allreduce[3]  # a point-to-point copy at the link's efficiency
         one = floor + tokens * self.model.hidden_size * ACT_BYTES / (self._hw_pp.link_bandwidth * two_shot_eff)
         return (self.pp - 1) * one
-
-    def _prefill_attention(self, seqs, tokens, pairs, kv_tokens):
-        return forms.prefill_attention_time(self._prefill, self._hw, seqs, tokens, pairs, kv_tokens, self.heads,
-                                            self.kv_heads, self.model.head_dim, self.kv_bytes)
 
     def _decode_attention(self, seqs: int) -> DecodeAttention:
         """(fixed s, s per effective KV token, starvation, split, tile, multi-block or None) for `seqs` decodes;
@@ -261,8 +262,8 @@ class CalibratedModel:
         fresh = micro == 1 and s.prefill_seqs == 1 and s.prefill_kv_tokens == s.prefill_tokens < len(remembered)
         attn: float = remembered[s.prefill_tokens] if fresh else math.nan
         if attn != attn:  # NaN: not remembered
-            attn = float(self._prefill_attention(s.prefill_seqs / micro, s.prefill_tokens / micro,
-                                                 s.prefill_attn_pairs / micro, s.prefill_kv_tokens / micro))
+            attn = self._prefill_form.time(s.prefill_seqs / micro, s.prefill_tokens / micro,
+                                           s.prefill_attn_pairs / micro, s.prefill_kv_tokens / micro)
             if fresh:
                 remembered[s.prefill_tokens] = attn
         if s.decode_seqs:
@@ -277,10 +278,12 @@ class CalibratedModel:
                 kv = float(forms.decode_kv(kv, starve, split, tile, blocks))
             # One varlen attention call serves both: it pays one launch floor, not two.
             attn += fixed + per_token * kv - self._shared_floor
-        layer = self._table("layer", tokens) + attn
+        lt, et, ht = self._layer_table, self._embed_table, self._head_table  # _table, inlined for the usual sizes
+        layer = (lt[tokens] if tokens < len(lt) else self._table("layer", tokens)) + attn
         host = self._host_fixed + self._host_per_seq * s.num_seqs
         if self.pp == 1:  # the stage loop below for one stage: the same operations in the same order
-            t = self.stage_layers[0] * layer + self._table("embed", tokens) + self._table("head", sampled)
+            t = (self.stage_layers[0] * layer + (et[tokens] if tokens < len(et) else self._table("embed", tokens))
+                 + (ht[sampled] if sampled < len(ht) else self._table("head", sampled)))
             return self._serial + (max(t, host) if self._host_overlapped else t + host)
         last = len(self.stage_layers) - 1
         stages: list[float] = []

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
 from servesim.perf.kernels import dispatch
 
-TILE = 128.0  # output tile edge (GEMM) and query tile (flash attention) of the Hopper/Ampere kernels measured
+TILE: Final = 128.0  # output tile edge (GEMM) and query tile (flash attention) of the Hopper/Ampere kernels measured
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,44 @@ def prefill_attention_time(c, hw: Hardware, seqs, tokens, pairs, kv_tokens, head
     kernel = smooth_max(compute, memory, sharpness) * (1.0 + dequant) + convert
     # Per query tile: the prologue and epilogue of its thread blocks (one per head, partly concurrent).
     return floor + seq_cost * seqs + tile_cost * heads**tile_head_exp * q_tiles + kernel
+
+
+class PrefillAttentionForm:
+    """prefill_attention_time of one step, in plain floats, op for op: the engine prices each step's prefill
+    attention with it. Compiled, its arithmetic is native (the generic form boxes every value, ~16k instructions
+    a call). tests/test_prefill_form.py holds the two equal bit for bit."""
+
+    def __init__(self, c: list[float], hw: Hardware, heads: int, kv_heads: int, head_dim: int, kv_bytes: float):
+        (self.floor, self.seq_cost, self.compute_eff, self.head_dim_exp, self.wave_exp, self.memory_eff,
+         self.sharpness, self.tile_cost, self.fp8_cost, self.group_exp, self.wave_half, self.fp8_head_dim_exp,
+         self.fp8_passes, self.tile_head_exp, self.fp8_math) = [float(x) for x in c]
+        # Ints become floats exactly, and Python's int-and-float operators convert them the same way.
+        self.peak_flops, self.mem_bandwidth, self.sms = float(hw.peak_flops), float(hw.mem_bandwidth), float(hw.sms)
+        self.heads, self.kv_heads, self.head_dim = float(heads), float(kv_heads), float(head_dim)
+        self.kv_bytes = float(kv_bytes)
+
+    def time(self, seqs: float, tokens: float, pairs: float, kv_tokens: float) -> float:
+        # math.pow, not **: compiled, mypyc's ** on floats is generic; both are libm's pow on these positive values.
+        heads, kv_heads, head_dim, kv_bytes, sms = self.heads, self.kv_heads, self.head_dim, self.kv_bytes, self.sms
+        fp8 = 2.0 - kv_bytes
+        at_least_one = 1.0 if 1.0 > seqs else seqs  # max(seqs, 1.0): max keeps the first unless the second is larger
+        q = tokens / (TILE * at_least_one) + 0.5
+        q_tiles = seqs * math.pow(math.pow(q, 4.0) + math.pow(1.0, 4.0), 1.0 / 4.0)  # smooth_max(q, 1.0, 4.0)
+        eff = self.compute_eff * math.pow(head_dim / 128.0, self.head_dim_exp) * math.pow(heads / kv_heads / 4.0, self.group_exp)
+        waves = heads * q_tiles / sms
+        ctas = heads * q_tiles  # wave_util(ctas, sms)
+        if 1.0 > ctas:
+            ctas = 1.0
+        util = ctas / (math.ceil(ctas / sms) * sms)
+        eff = eff * math.pow(util, self.wave_exp) * waves / (waves + self.wave_half)
+        compute = 4.0 * heads * head_dim * (pairs + 0.5 * TILE * tokens) / (self.peak_flops * eff * (1.0 + self.fp8_math * fp8))
+        traffic = tokens * 2.0 * heads * head_dim * 2.0 + kv_tokens * 2.0 * kv_heads * head_dim * kv_bytes
+        memory = traffic / (self.mem_bandwidth * self.memory_eff)
+        dequant = self.fp8_cost * math.pow(head_dim / 128.0, self.fp8_head_dim_exp) * fp8
+        convert = fp8 * self.fp8_passes * tokens * (heads + 2.0 * kv_heads) * head_dim * 2.0 / self.mem_bandwidth
+        p = self.sharpness
+        kernel = math.pow(math.pow(compute, p) + math.pow(memory, p), 1.0 / p) * (1.0 + dequant) + convert  # smooth_max(compute, memory, p)
+        return self.floor + self.seq_cost * seqs + self.tile_cost * math.pow(heads, self.tile_head_exp) * q_tiles + kernel
 
 
 # --- decode attention: one query token per sequence over its paged KV ------------------------------------
