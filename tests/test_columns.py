@@ -5,7 +5,8 @@ from bisect import bisect_left
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from servesim.columns import as_times, bisect_times, new_times, push
+from servesim.columns import as_times, bisect_times, counts_column, int_column, new_times, push, widened
+from servesim.engine.policies.base import Schedule
 
 
 @given(st.lists(st.floats(-1e3, 1e3), max_size=40), st.floats(-1.1e3, 1.1e3), st.data())
@@ -25,3 +26,20 @@ def test_pushed_times_read_back_in_order():
     for t in (0.5, 0.25, 3.0):
         times = push(times, t)
     assert list(times) == [0.5, 0.25, 3.0] and len(times) == 3
+
+
+@given(st.integers(0, 3), st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 8192)), max_size=40))
+def test_a_schedule_keeps_every_request_in_order_past_its_capacity(capacity, entries):
+    out = Schedule(capacity)
+    for rid, tokens in entries:
+        out.add(rid, tokens)
+    assert out.pairs() == entries
+    out.n = 0  # the engine reuses it: the next step's schedule starts empty
+    out.add(7, 1)
+    assert out.pairs() == [(7, 1)]
+
+
+def test_a_widened_column_keeps_its_values_and_grows():
+    grown = widened(int_column([3, 1, 4]))
+    assert list(grown) == [3, 1, 4] + [0] * 8
+    assert list(widened(counts_column(10))) == [0] * 20

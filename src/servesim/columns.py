@@ -37,6 +37,18 @@ def times_column(n: int, fill: float) -> vec[float]:
     return array("d", [fill]) * n  # type: ignore[return-value]
 
 
+def widened(values: vec[i64]) -> vec[i64]:
+    """`values` followed by as many zeros again (at least 8): a new column of the same kind."""
+    extra = max(len(values), 8)
+    if COMPILED:
+        out = vec[i64]([0] * (len(values) + extra))
+        for i in range(len(values)):
+            out[i] = values[i]
+        return out
+    zeros = array("q", bytes(8 * extra)) if isinstance(values, array) else [0] * extra
+    return values + zeros  # type: ignore[operator, return-value]  # from the sources: an array("q") or a list
+
+
 def codes_column(n: int) -> vec[u8]:
     """n zero bytes: a vec compiled, a bytearray from the sources."""
     if COMPILED:

@@ -19,7 +19,7 @@ from servesim.columns import as_times, bisect_times
 from servesim.engine.config import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager
 from servesim.engine.logs import EmitLog, StepLog
-from servesim.engine.policies.base import Policy
+from servesim.engine.policies.base import Policy, Schedule
 from servesim.engine.requests import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
 from servesim.perf.base import StepCostModel, StepTotals, decode_span_until
 from servesim.perf.calibrated import CalibratedModel
@@ -81,6 +81,7 @@ class ReplicaEngine:
         self.num_rejected = 0
         self._blocked = (-1, -1)  # (waiting head, kv.num_frees) when the head last failed to get blocks
         self.pending: SpanPlan | None = None  # a planned span not yet applied
+        self.scheduled = Schedule(cfg.max_num_seqs)  # the latest single step's schedule (reused: no allocation)
 
     # --- what policies and drivers use ---
 
@@ -209,15 +210,19 @@ class ReplicaEngine:
 
     def _step(self, now: float) -> float:
         req = self.req
-        scheduled: list[tuple[int, int]] = self.policy.schedule(self, now)  # typed: compiled, a native loop
+        scheduled = self.scheduled
+        scheduled.n = 0
+        self.policy.schedule(self, now, scheduled)
         if self.schedule_log is not None:
-            self.schedule_log.append((scheduled, list(self.preempted_now)))
-        if not scheduled and not self.preempted_now and not self.running:
+            self.schedule_log.append((scheduled.pairs(), list(self.preempted_now)))
+        if not scheduled.n and not self.preempted_now and not self.running:
             raise RuntimeError(f"policy {self.policy.name} scheduled nothing with {len(self.waiting)} requests waiting")
         nc, pl, no = req.num_computed, req.prompt_len, req.num_output
         totals = StepTotals()
         emitting = []
-        for rid, n in scheduled:
+        rids, given = scheduled.rids, scheduled.tokens
+        for i in range(scheduled.n):
+            rid, n = rids[i], given[i]
             c = nc[rid]
             totals.add(n, c)
             c = nc[rid] = c + n

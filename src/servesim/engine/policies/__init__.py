@@ -1,6 +1,6 @@
 """Scheduling policies: who gets how many tokens in each step. Each is a small class over ReplicaEngine.
 
-A policy derives from `base.Policy`: `schedule(engine, now) -> [(request, tokens)]` and
+A policy derives from `base.Policy`: `schedule(engine, now, out)` (`out.add(request, tokens)` for each, in order) and
 `decode_span_ok(engine) -> bool` (True only when it can certify that the next steps decode every running
 request and nothing else can happen). It may have `engine_defaults(max_model_len) -> dict` (engine settings it implies unless the user gives them)
 and `make_waiting_queue(requests)` (a waiting order other than first come first served).

@@ -5,15 +5,47 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from servesim.columns import counts_column, widened
+
 if TYPE_CHECKING:
     from servesim.engine.engine import ReplicaEngine
+
+
+class Schedule:
+    """One step's schedule: request `rids[i]` gets `tokens[i]` new tokens, for i < n, in the order given.
+
+    The engine keeps one and clears it (n = 0) before every step. Its two columns are written in place: compiled,
+    unboxed vecs, so scheduling a request allocates nothing (a (request, tokens) tuple per request did)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.rids = counts_column(capacity)
+        self.tokens = counts_column(capacity)
+        self.n = 0
+
+    def add(self, rid: int, tokens: int) -> None:
+        i = self.n
+        if i == len(self.rids):  # more requests than ever before in one step
+            self.rids, self.tokens = widened(self.rids), widened(self.tokens)
+        self.rids[i] = rid
+        self.tokens[i] = tokens
+        self.n = i + 1
+
+    def add_all(self, scheduled: dict[int, int]) -> None:
+        """A schedule built as a dict (request -> tokens, insertion ordered), in its order."""
+        for rid, tokens in scheduled.items():
+            self.add(rid, tokens)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """[(request, tokens)], in order: the engine's schedule log and the tests read this form."""
+        rids, tokens = self.rids, self.tokens
+        return [(rids[i], tokens[i]) for i in range(self.n)]
 
 
 class Policy:
     name: ClassVar[str] = ""
 
-    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
-        """Who gets how many tokens this step: [(request, tokens)]."""
+    def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
+        """Who gets how many tokens this step: `out.add(request, tokens)` for each, in order (`out` is empty)."""
         raise NotImplementedError
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from servesim.engine.kv_cache import cdiv
-from servesim.engine.policies.base import Policy
+from servesim.engine.policies.base import Policy, Schedule
 from servesim.engine.policies.common import admit, all_decoding, give_in_order, need
 from servesim.engine.policies.queues import ClientQueues
 from servesim.engine.requests import FINISHED, REJECTED, RequestTable
@@ -96,7 +96,7 @@ class FairPolicy(Policy):
             return None
         return victim
 
-    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         self._catch_up(eng)
         cfg, client, counter = eng.cfg, self._client, self.counter
         running, queues = eng.running, eng.waiting
@@ -132,7 +132,7 @@ class FairPolicy(Policy):
         for rid, n in scheduled.items():
             if rid in prefilling:
                 counter[client[rid]] += self.input_weight * n
-        return list(scheduled.items())
+        out.add_all(scheduled)
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         b = len(eng.running)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from servesim.engine.policies.base import Policy
+from servesim.engine.policies.base import Policy, Schedule
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ class OrcaPolicy(Policy):
     def engine_defaults(max_model_len: int) -> dict:
         return {"enable_chunked_prefill": False, "watermark": 0.01, "max_num_batched_tokens": max(max_model_len, 2048)}
 
-    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         cfg = eng.cfg
         waiting, running = eng.waiting, eng.running
         scheduled: dict[int, int] = {}
@@ -39,9 +39,10 @@ class OrcaPolicy(Policy):
             scheduled[rid] = n
             budget -= n
         if scheduled:
-            return list(scheduled.items())
+            out.add_all(scheduled)
+            return
         give_in_order(eng, list(running), budget, scheduled)
-        return list(scheduled.items())
+        out.add_all(scheduled)
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         if len(eng.running) > eng.cfg.max_num_batched_tokens or not all_decoding(eng):

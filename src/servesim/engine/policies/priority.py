@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from servesim.engine.policies.base import Policy
+from servesim.engine.policies.base import Policy, Schedule
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
 from servesim.engine.policies.queues import KeyedQueue
 from servesim.engine.requests import RequestTable
@@ -38,14 +38,15 @@ class PriorityPolicy(Policy):
         prio, arrival = self._prio, eng.req.arrival
         return max(eng.running, key=lambda r: (prio[r], arrival[r], r))
 
-    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         cfg = eng.cfg
         running, waiting = eng.running, eng.waiting
         scheduled: dict[int, int] = {}
         total = cfg.max_num_batched_tokens
         budget = give_in_order(eng, list(running), total, scheduled, victim=self._worst_running)
         if eng.preempted_now:
-            return list(scheduled.items())
+            out.add_all(scheduled)
+            return
         prio = self._prio
         while waiting and budget > 0:
             rid: int = waiting[0]  # typed: the queue is Any
@@ -63,7 +64,7 @@ class PriorityPolicy(Policy):
                 continue
             scheduled[rid] = n
             budget -= n
-        return list(scheduled.items())
+        out.add_all(scheduled)
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         b = len(eng.running)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from servesim.engine.policies.base import Policy
+from servesim.engine.policies.base import Policy, Schedule
 from servesim.engine.policies.common import admit, all_decoding, fcfs_admission_closed, give_in_order, need
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class SarathiPolicy(Policy):
         return {"max_num_batched_tokens": SARATHI_CHUNK}  # the chunk size
     reserve_full: ClassVar[bool] = True  # vLLM's admission: the whole sequence must fit before the first chunk
 
-    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         budget = eng.cfg.max_num_batched_tokens
         scheduled: dict[int, int] = {}
         # 1. decodes, 2. prefills in progress; in running order within each.
@@ -36,7 +36,8 @@ class SarathiPolicy(Policy):
         prefills = [r for r in eng.running if need(eng, r) > 1]
         budget = give_in_order(eng, decodes + prefills, budget, scheduled)
         if eng.preempted_now:  # as in vLLM, a step that preempted admits nobody
-            return list(scheduled.items())
+            out.add_all(scheduled)
+            return
         # 3. new requests, first come first served.
         waiting, running = eng.waiting, eng.running
         while waiting and budget > 0 and len(running) < eng.cfg.max_num_seqs:
@@ -46,7 +47,7 @@ class SarathiPolicy(Policy):
                 break
             scheduled[rid] = n
             budget -= n
-        return list(scheduled.items())
+        out.add_all(scheduled)
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         b = len(eng.running)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from servesim.engine.policies.base import Policy
+from servesim.engine.policies.base import Policy, Schedule
 from servesim.errors import ServesimError
 from servesim.engine.policies.common import admit, all_decoding, give_in_order, need
 
@@ -41,7 +41,7 @@ class SGLangPolicy(Policy):
     def engine_defaults(max_model_len: int) -> dict:
         return {}
 
-    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         cfg = eng.cfg
         running, waiting = eng.running, eng.waiting
         scheduled: dict[int, int] = {}
@@ -66,9 +66,10 @@ class SGLangPolicy(Policy):
                 scheduled[rid] = n
                 budget -= n
         if scheduled:
-            return list(scheduled.items())
+            out.add_all(scheduled)
+            return
         give_in_order(eng, list(running), DECODE_ALL, scheduled)  # a decode batch is not token-budgeted
-        return list(scheduled.items())
+        out.add_all(scheduled)
 
     def _order_by_prefix(self, eng: ReplicaEngine) -> None:
         req, kv, waiting = eng.req, eng.kv, eng.waiting

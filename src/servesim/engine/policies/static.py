@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from servesim.engine.kv_cache import cdiv
-from servesim.engine.policies.base import Policy
+from servesim.engine.policies.base import Policy, Schedule
 from servesim.engine.policies.common import admit, all_decoding, give_in_order
 
 if TYPE_CHECKING:
@@ -26,11 +26,12 @@ class StaticPolicy(Policy):
     def engine_defaults(max_model_len: int) -> dict:
         return {}
 
-    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         scheduled: dict[int, int] = {}
         if eng.running:
             give_in_order(eng, list(eng.running), 1 << 62, scheduled)
-            return list(scheduled.items())
+            out.add_all(scheduled)
+            return
         cfg, req, kv = eng.cfg, eng.req, eng.kv
         waiting, running = eng.waiting, eng.running
         reserve = kv.num_free
@@ -44,7 +45,7 @@ class StaticPolicy(Policy):
                 break
             reserve -= blocks
             scheduled[rid] = n
-        return list(scheduled.items())
+        out.add_all(scheduled)
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         return all_decoding(eng)  # nobody is admitted while a batch runs

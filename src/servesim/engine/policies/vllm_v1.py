@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from servesim.engine.policies.base import Policy
+from servesim.engine.policies.base import Policy, Schedule
 
 if TYPE_CHECKING:
     from servesim.engine.engine import ReplicaEngine
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 class VllmV1Policy(Policy):
     name: ClassVar[str] = "vllm-v1"  # ClassVar: a class attribute when compiled too
 
-    def schedule(self, eng: ReplicaEngine, now: float) -> list[tuple[int, int]]:
+    def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         cfg, req, kv = eng.cfg, eng.req, eng.kv
         running, waiting = eng.running, eng.waiting
         nc, pl, no = req.num_computed, req.prompt_len, req.num_output
@@ -27,7 +27,6 @@ class VllmV1Policy(Policy):
         max_model_len = cfg.max_model_len
         # The threshold keeps one long prompt from starving others; alone, a request may use the whole budget.
         threshold = cfg.long_prefill_token_threshold if len(running) + len(waiting) > 1 else 0
-        scheduled: list[tuple[int, int]] = []
         preempted = False
 
         i = 0
@@ -55,12 +54,12 @@ class VllmV1Policy(Policy):
                     break
             if not fits:
                 break
-            scheduled.append((rid, n))
+            out.add(rid, n)  # a victim is always after rid in running, so never already scheduled
             budget -= n
             i += 1
 
         if preempted:
-            return scheduled
+            return
         while waiting and budget > 0 and len(running) < cfg.max_num_seqs:
             head: int = waiting[0]  # a new name: `rid = waiting[0]` would make rid Any (the queue is Any)
             num_tokens = pl[head] + no[head]
@@ -78,9 +77,8 @@ class VllmV1Policy(Policy):
                 eng.note_blocked(head)
                 break
             eng.admitted(head, computed, now)
-            scheduled.append((head, n))
+            out.add(head, n)
             budget -= n
-        return scheduled
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         """True when the next step gives every running request exactly one decode token and admits no one."""
