@@ -1,11 +1,12 @@
 """servesim.columns: the per-request and per-span columns, vecs compiled and lists or arrays from the sources."""
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from servesim.columns import as_times, bisect_times, counts_column, int_column, new_times, push, widened
+from servesim.columns import (as_times, bisect_times, count_at_most, counts_column, int_column, new_ints, new_times,
+                              nth_smallest, push, push_int, widened)
 from servesim.engine.policies.base import Schedule
 
 
@@ -43,3 +44,15 @@ def test_a_widened_column_keeps_its_values_and_grows():
     grown = widened(int_column([3, 1, 4]))
     assert list(grown) == [3, 1, 4] + [0] * 8
     assert list(widened(counts_column(10))) == [0] * 20
+
+
+@given(st.lists(st.integers(-3, 300), min_size=1, max_size=60), st.data())
+def test_rank_queries_on_an_int_column_match_the_sorted_list(values, data):
+    column = new_ints()
+    for v in values:
+        column = push_int(column, v)
+    k = data.draw(st.integers(0, len(values) - 1))
+    t = data.draw(st.integers(-5, 305))
+    assert nth_smallest(column, k) == sorted(values)[k]
+    assert count_at_most(column, t) == bisect_right(sorted(values), t)
+    assert list(column) == values  # the queries leave the column's order alone

@@ -72,6 +72,52 @@ def push(times: vec[float], t: float) -> vec[float]:
     return times
 
 
+# A decode span's requests' block slack (ReplicaEngine._plan_span), built request by request and queried by rank.
+def new_ints() -> vec[i64]:
+    """An empty int column to `push_int` onto: a vec compiled, a list from the sources."""
+    if COMPILED:
+        return vec[i64]()
+    return []  # type: ignore[return-value]
+
+
+def push_int(values: vec[i64], v: int) -> vec[i64]:
+    """`values` with `v` appended (a vec is a value: use the result)."""
+    if COMPILED:
+        return append(values, v)
+    values.append(v)  # type: ignore[attr-defined]
+    return values
+
+
+def nth_smallest(values: vec[i64], k: int) -> int:
+    """sorted(values)[k], counting instead of sorting: the values are small (block slack, below the block size)."""
+    low, top = 0, 0
+    for v in values:
+        if v < low:
+            low = v
+        if v > top:
+            top = v
+    if low < 0:  # not slack: no counting
+        return sorted(list(values))[k]
+    counts = counts_column(top + 1)
+    for v in values:
+        counts[v] += 1
+    seen = 0
+    for v in range(top + 1):
+        seen += counts[v]
+        if seen > k:
+            return v
+    raise IndexError(f"nth_smallest: k = {k} of {len(values)} values")
+
+
+def count_at_most(values: vec[i64], t: int) -> int:
+    """How many values are <= t (bisect_right of the sorted values)."""
+    n = 0
+    for v in values:
+        if v <= t:
+            n += 1
+    return n
+
+
 def as_times(values: list[float]) -> vec[float]:
     """Times computed elsewhere (a list) in the form `new_times` gives."""
     if COMPILED:

@@ -11,11 +11,10 @@ in closed form, exactly equal to stepping one by one.
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections import deque
 from typing import Any, Final
 
-from servesim.columns import as_times, bisect_times
+from servesim.columns import as_times, bisect_times, count_at_most, new_ints, nth_smallest, push_int
 from servesim.engine.config import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager
 from servesim.engine.logs import EmitLog, StepLog
@@ -23,7 +22,7 @@ from servesim.engine.policies.base import Policy, Schedule
 from servesim.engine.requests import FINISHED, REJECTED, RUNNING, WAITING, RequestTable
 from servesim.perf.base import StepCostModel, StepTotals, decode_span_until
 from servesim.perf.calibrated import CalibratedModel
-from servesim.vec_types import vec
+from servesim.vec_types import i64, vec
 
 # Final: compiled, constants in C, not a module-dict lookup at every use.
 SPAN_CHUNK: Final = 256  # most steps one span plans; a longer quiet stretch takes several
@@ -40,12 +39,11 @@ def rejects(cfg: EngineConfig, prompt: int, max_tokens: int) -> bool:
 class SpanPlan:
     """A planned decode span (a plain class: compiled, a native object; a NamedTuple is built by Python code)."""
 
-    def __init__(self, start: float, kv_tokens: int, ends: vec[float], slack: list[int], kv_used: int):
+    def __init__(self, start: float, kv_tokens: int, ends: vec[float], slack: vec[i64], kv_used: int):
         self.start = start
         self.kv_tokens = kv_tokens  # KV read by the span's first step
         self.ends = ends  # end time of each step (servesim.columns' times: a vec when compiled)
-        # Per running request: decode steps before it needs a new KV block (sorted only where the free blocks
-        # bounded the span; order matters to nobody else, and kv_used_at sorts it).
+        # Per running request, in running order: decode steps before it needs a new KV block (an int column).
         self.slack = slack
         self.kv_used = kv_used  # blocks in use before the span
 
@@ -204,9 +202,8 @@ class ReplicaEngine:
         plan = self.pending
         assert plan is not None, "kv_used_at() needs a pending span"
         started = 1 + bisect_times(plan.ends, now, 0, len(plan.ends) - 1)
-        plan.slack.sort()
         rounds, within = divmod(started - 1, self.cfg.block_size)
-        return plan.kv_used + len(plan.slack) * rounds + bisect_right(plan.slack, within)
+        return plan.kv_used + len(plan.slack) * rounds + count_at_most(plan.slack, within)
 
     def _step(self, now: float) -> float:
         req = self.req
@@ -219,7 +216,7 @@ class ReplicaEngine:
             raise RuntimeError(f"policy {self.policy.name} scheduled nothing with {len(self.waiting)} requests waiting")
         nc, pl, no = req.num_computed, req.prompt_len, req.num_output
         totals = StepTotals()
-        emitting = []
+        emitting = False
         rids, given = scheduled.rids, scheduled.tokens
         for i in range(scheduled.n):
             rid, n = rids[i], given[i]
@@ -227,7 +224,7 @@ class ReplicaEngine:
             totals.add(n, c)
             c = nc[rid] = c + n
             if c == pl[rid] + no[rid]:
-                emitting.append(rid)
+                emitting = True
         tokens, num_seqs, prefill_tokens = totals.num_tokens, totals.num_seqs, totals.prefill_tokens
         calibrated = self.calibrated
         if not tokens:
@@ -240,17 +237,22 @@ class ReplicaEngine:
         step = len(self.steps)
         self.step_kv_used = self.kv.num_used
         if emitting:
-            self._emit(emitting, step, end)
+            self._emit(scheduled, step, end)
         self.steps.append(now, duration, tokens, prefill_tokens, tokens - prefill_tokens, num_seqs,
                           len(self.running), len(self.waiting), self.kv.num_used, len(self.preempted_now))
         return end
 
-    def _emit(self, rids: list[int], step: int, end: float) -> None:
+    def _emit(self, scheduled: Schedule, step: int, end: float) -> None:
+        """Each scheduled request whose computed tokens reached its prompt plus outputs samples a token."""
         req, cfg, emits = self.req, self.cfg, self.emits
-        no, pl, mt = req.num_output, req.prompt_len, req.max_tokens
+        nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens
         done = []
         last_emit = emits.last
-        for rid in rids:
+        rids = scheduled.rids
+        for i in range(scheduled.n):
+            rid = rids[i]
+            if nc[rid] != pl[rid] + no[rid]:  # a prompt chunk that samples nothing
+                continue
             out = no[rid] + 1
             no[rid] = out
             if last_emit[rid] == step - 1:  # EmitLog.emit, inlined: most tokens continue a range
@@ -295,7 +297,7 @@ class ReplicaEngine:
         k_max = SPAN_CHUNK
         kv_tokens = 0
         n_blocks = kv.n_blocks
-        slack = []
+        slack = new_ints()
         for r in running:
             out = no[r]
             left = mt[r] - out
@@ -305,13 +307,12 @@ class ReplicaEngine:
                 k_max = left
             c = nc[r]
             kv_tokens += c
-            slack.append(n_blocks[r] * bs - c)
+            slack = push_int(slack, n_blocks[r] * bs - c)
         b = len(running)
         free = kv.num_free
         rounds = free // b  # every request can take this many blocks, and the first free % b of them one more
         if rounds * bs < k_max:  # otherwise the blocks outlast the span whatever the slack
-            slack.sort()
-            k_kv = slack[free % b] + rounds * bs
+            k_kv = nth_smallest(slack, free % b) + rounds * bs
             if k_kv < k_max:
                 k_max = k_kv
                 if k_max < 1:
@@ -324,7 +325,7 @@ class ReplicaEngine:
             ends = as_times(decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon))
         return SpanPlan(now, kv_tokens, ends, slack, kv.num_used)
 
-    def _apply_span(self, k: int, now: float, kv_tokens: int, ends: vec[float], slack: list[int]) -> None:
+    def _apply_span(self, k: int, now: float, kv_tokens: int, ends: vec[float], slack: vec[i64]) -> None:
         req, cfg, kv = self.req, self.cfg, self.kv
         running = self.running
         nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens

@@ -73,7 +73,7 @@ class SpanColumns:
         self.slack = vec[u8]()
 
     def append(self, first: i64, kv_tokens: i64, start: float, steps: i32, batch: i32, waiting: i32,
-               kv_used_before: i32, running_after: i32, kv_used_after: i32, slack: list[int]) -> None:
+               kv_used_before: i32, running_after: i32, kv_used_after: i32, slack: vec[i64]) -> None:
         self.first = append(self.first, first)
         self.kv_tokens = append(self.kv_tokens, kv_tokens)
         self.start = append(self.start, start)
@@ -85,7 +85,7 @@ class SpanColumns:
         self.kv_used_after = append(self.kv_used_after, kv_used_after)
         column = self.slack
         for s in slack:
-            column = append(column, s)
+            column = append(column, u8(s))
         self.slack = column
 
     def __len__(self) -> int:

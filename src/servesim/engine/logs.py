@@ -91,7 +91,7 @@ class StepLog:
         self._count += 1
 
     def append_span(self, start: float, ends: vec[float], batch: int, kv_tokens: int, waiting: int,
-                    kv_used_before: int, slack: list[int], running_after: int, kv_used_after: int) -> None:
+                    kv_used_before: int, slack: vec[i64], running_after: int, kv_used_after: int) -> None:
         """Pure-decode steps of `batch` requests from `start`, ending at `ends`, the first reading `kv_tokens`
         KV tokens. Request r takes a KV block after slack[r] + 1 steps and then every block_size steps."""
         steps: int = len(ends)  # an int (a vec's len is an i64, which SpanColumns' i32 fields refuse)
