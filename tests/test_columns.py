@@ -5,8 +5,8 @@ from bisect import bisect_left, bisect_right
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from servesim.columns import (as_times, bisect_times, count_at_most, counts_column, int_column, new_ints, new_times,
-                              nth_smallest, push, push_int, widened)
+from servesim.columns import (as_times, bisect_times, count_at_most, counts_column, int_column, new_times,
+                              nth_smallest, push, widened)
 from servesim.engine.policies.base import Schedule
 
 
@@ -48,9 +48,7 @@ def test_a_widened_column_keeps_its_values_and_grows():
 
 @given(st.lists(st.integers(-3, 300), min_size=1, max_size=60), st.data())
 def test_rank_queries_on_an_int_column_match_the_sorted_list(values, data):
-    column = new_ints()
-    for v in values:
-        column = push_int(column, v)
+    column = int_column(list(values))
     k = data.draw(st.integers(0, len(values) - 1))
     t = data.draw(st.integers(-5, 305))
     assert nth_smallest(column, k) == sorted(values)[k]

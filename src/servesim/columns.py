@@ -57,10 +57,11 @@ def codes_column(n: int) -> vec[u8]:
 
 
 # A decode span's step end times, built step by step (CalibratedModel.decode_span_until) and searched (the engine).
-def new_times() -> vec[float]:
-    """An empty list of times to `push` onto: a vec compiled, a list from the sources."""
+def new_times(capacity: int = 0) -> vec[float]:
+    """An empty list of times to `push` onto: a vec compiled (room for `capacity` without growing), a list from
+    the sources."""
     if COMPILED:
-        return vec[float]()
+        return vec[float](capacity=capacity)
     return []  # type: ignore[return-value]
 
 
@@ -72,22 +73,7 @@ def push(times: vec[float], t: float) -> vec[float]:
     return times
 
 
-# A decode span's requests' block slack (ReplicaEngine._plan_span), built request by request and queried by rank.
-def new_ints() -> vec[i64]:
-    """An empty int column to `push_int` onto: a vec compiled, a list from the sources."""
-    if COMPILED:
-        return vec[i64]()
-    return []  # type: ignore[return-value]
-
-
-def push_int(values: vec[i64], v: int) -> vec[i64]:
-    """`values` with `v` appended (a vec is a value: use the result)."""
-    if COMPILED:
-        return append(values, v)
-    values.append(v)  # type: ignore[attr-defined]
-    return values
-
-
+# A decode span's requests' block slack (ReplicaEngine._plan_span), queried by rank.
 def nth_smallest(values: vec[i64], k: int) -> int:
     """sorted(values)[k], counting instead of sorting: the values are small (block slack, below the block size)."""
     low, top = 0, 0

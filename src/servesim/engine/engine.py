@@ -14,7 +14,7 @@ import math
 from collections import deque
 from typing import Any, Final
 
-from servesim.columns import as_times, bisect_times, count_at_most, new_ints, nth_smallest, push_int
+from servesim.columns import as_times, bisect_times, count_at_most, int_column, nth_smallest
 from servesim.engine.config import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager
 from servesim.engine.logs import EmitLog, StepLog
@@ -297,7 +297,10 @@ class ReplicaEngine:
         k_max = SPAN_CHUNK
         kv_tokens = 0
         n_blocks = kv.n_blocks
-        slack = new_ints()
+        b = len(running)
+        slack = int_column([0] * b)  # filled by index: no append (and no growing) per request; a list from the
+        # sources, where StepLog packs it with bytes()
+        i = 0
         for r in running:
             out = no[r]
             left = mt[r] - out
@@ -307,8 +310,8 @@ class ReplicaEngine:
                 k_max = left
             c = nc[r]
             kv_tokens += c
-            slack = push_int(slack, n_blocks[r] * bs - c)
-        b = len(running)
+            slack[i] = n_blocks[r] * bs - c
+            i += 1
         free = kv.num_free
         rounds = free // b  # every request can take this many blocks, and the first free % b of them one more
         if rounds * bs < k_max:  # otherwise the blocks outlast the span whatever the slack

@@ -110,17 +110,20 @@ def expand(names: list[str], num_steps: i64, rows: RowColumns, spans: SpanColumn
         stop = step + length
         if timed:
             _span_times(out, wanted, calibrated, cost, b, spans.kv_tokens[s], step, stop, spans.start[s])
-        # Prefill tokens and preemptions are 0 in a span: the columns' initial zeros.
-        for i in range(step, stop):
-            if w_tokens:
+        # Prefill tokens and preemptions are 0 in a span: the columns' initial zeros. One loop a column: a branch
+        # per column inside one loop costs more than the stores.
+        if w_tokens:
+            for i in range(step, stop):
                 num_tokens[i] = b
-            if w_decode:
+        if w_decode:
+            for i in range(step, stop):
                 decode_tokens[i] = b
-            if w_seqs:
+        if w_seqs:
+            for i in range(step, stop):
                 num_seqs[i] = b
-            if w_running:
-                running[i] = b
         if w_running:
+            for i in range(step, stop - 1):
+                running[i] = b
             running[stop - 1] = i64(spans.running_after[s])
         if w_waiting:
             queued: i64 = i64(spans.waiting[s])

@@ -25,8 +25,8 @@ import math
 
 import numpy as np
 
-from servesim.columns import new_times, push, times_column
-from servesim.vec_types import vec
+from servesim.columns import COMPILED, new_times, push, times_column
+from servesim.vec_types import append, vec
 from servesim.errors import ServesimError
 from servesim.hardware.catalog import Device
 from servesim.models.spec import DTYPE_BYTES, ModelSpec
@@ -322,7 +322,7 @@ class CalibratedModel:
                           horizon: float) -> vec[float]:
         """The same steps one by one in plain floats (cheaper than numpy for the usual short spans), stopping
         after the first that ends at or after `horizon`. The ends are a vec compiled (see servesim.columns)."""
-        ends = new_times()
+        ends = new_times(min(max_steps, 1024))  # room for the usual span (SPAN_CHUNK steps at most)
         kv = float(kv_tokens)
         form = self.decode_form(num_seqs)
         if form is not None:  # _decode_time inlined, op for op
@@ -330,16 +330,22 @@ class CalibratedModel:
             starve, split, tile = form.starve, form.split, form.tile
             t2 = tile * tile
             t4, t3 = t2 * t2, t2 * tile
-            for _ in range(max_steps):
+            grow = float(num_seqs)  # kv += num_seqs converts it the same way, every step
+            left = max_steps  # a count down, not `for _ in range()`: compiled, that boxed `_` every step
+            while left > 0:
+                left -= 1
                 k = kv / micro  # forms.decode_kv, inlined: a call per step costs more than the arithmetic
                 k2 = k * k
                 k = (k2 * k2 + t4) / (k2 * k + t3)
                 d = serial + max(base + weight * (k + starve * k * split / (split + k)), host)
                 now += d
-                ends = push(ends, now)
+                if COMPILED:  # push(), inlined: a call per step costs as much as the arithmetic
+                    ends = append(ends, now)
+                else:
+                    ends.append(now)  # type: ignore[attr-defined]  # from the sources: a list
                 if now >= horizon:
                     break
-                kv += num_seqs
+                kv += grow
             return ends
         for _ in range(max_steps):
             d = float(self._decode_time(num_seqs, kv))
