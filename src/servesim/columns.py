@@ -30,6 +30,15 @@ def counts_column(n: int) -> vec[i64]:
     return array("q", bytes(8 * n))  # type: ignore[return-value]
 
 
+def zeros_column(n: int) -> vec[i64]:
+    """n zeros to fill by index, for short-lived columns: a vec compiled, a list from the sources. (Compiled,
+    `vec[i64]([0] * n)` is built natively; `vec[i64](some_list)` first asks the list for a buffer, and the
+    TypeError it formats costs more than a span's whole plan.)"""
+    if COMPILED:
+        return vec[i64]([0] * n)
+    return [0] * n  # type: ignore[return-value]
+
+
 def times_column(n: int, fill: float) -> vec[float]:
     """n times `fill`: a vec compiled, an array("d") from the sources."""
     if COMPILED:
@@ -73,6 +82,14 @@ def push(times: vec[float], t: float) -> vec[float]:
     return times
 
 
+def push_int(values: vec[i64], v: int) -> vec[i64]:
+    """`values` with `v` appended (a vec is a value: use the result); from the sources, a list or array("q")."""
+    if COMPILED:
+        return append(values, v)
+    values.append(v)  # type: ignore[attr-defined]
+    return values
+
+
 # A decode span's requests' block slack (ReplicaEngine._plan_span), queried by rank.
 def nth_smallest(values: vec[i64], k: int) -> int:
     """sorted(values)[k], counting instead of sorting: the values are small (block slack, below the block size)."""
@@ -107,7 +124,10 @@ def count_at_most(values: vec[i64], t: int) -> int:
 def as_times(values: list[float]) -> vec[float]:
     """Times computed elsewhere (a list) in the form `new_times` gives."""
     if COMPILED:
-        return vec[float](values)
+        times = vec[float](capacity=len(values))  # not vec[float](values): see zeros_column
+        for t in values:
+            times = append(times, t)
+        return times
     return values  # type: ignore[return-value]
 
 

@@ -14,7 +14,7 @@ import math
 from collections import deque
 from typing import Any, Final
 
-from servesim.columns import as_times, bisect_times, count_at_most, int_column, nth_smallest
+from servesim.columns import as_times, bisect_times, count_at_most, nth_smallest, zeros_column
 from servesim.engine.config import EngineConfig
 from servesim.engine.kv_cache import KVCacheManager
 from servesim.engine.logs import EmitLog, StepLog
@@ -280,7 +280,10 @@ class ReplicaEngine:
         self.num_finished += len(done)
         running = self.running
         for rid, _ in done:  # every finisher was running, and removing keeps the others' order
-            running.remove(rid)
+            i = 0
+            while running[i] != rid:  # list.remove, with native compares (remove's are generic)
+                i += 1
+            running.pop(i)
 
     # --- quiet decode spans ---
 
@@ -298,8 +301,7 @@ class ReplicaEngine:
         kv_tokens = 0
         n_blocks = kv.n_blocks
         b = len(running)
-        slack = int_column([0] * b)  # filled by index: no append (and no growing) per request; a list from the
-        # sources, where StepLog packs it with bytes()
+        slack = zeros_column(b)  # filled by index: no append (and no growing) per request
         i = 0
         for r in running:
             out = no[r]

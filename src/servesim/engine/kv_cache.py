@@ -17,7 +17,7 @@ nothing findable in the LRU there is no position to keep, and they count as bloc
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Hashable
+from typing import Callable, Final, Hashable
 
 from servesim.columns import int_column
 
@@ -28,7 +28,7 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-NOTHING_REGISTERED: list[int] = []  # a request's registered blocks while it holds none; never appended to
+NOTHING_REGISTERED: Final[list[int]] = []  # a request's registered blocks while it holds none; never appended to
 
 
 class RequestBlocks:

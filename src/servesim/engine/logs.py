@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from servesim.columns import COMPILED, int_column
+from servesim.columns import COMPILED, counts_column, int_column, push_int
 from servesim.engine.log_columns import RowColumns, SpanColumns
 from servesim.vec_types import i64, vec
 
@@ -290,8 +290,6 @@ def new_emit_cursors(num_requests: int) -> tuple[vec[i64], vec[i64]]:
     return int_column([-10] * num_requests), int_column([0] * num_requests)
 
 
-RANGE_RECORD = Struct("<3q")  # request, first step, last step
-RANGE_DTYPE = np.dtype([("rid", "<i8"), ("lo", "<i8"), ("hi", "<i8")])
 
 
 class EmitLog:
@@ -303,9 +301,9 @@ class EmitLog:
         if cursors is None:
             cursors = new_emit_cursors(num_requests)
         self.last, self.first = cursors  # step of the latest token (negative before the first); first step of the open range
-        self._ranges = array("B")  # closed ranges as RANGE_RECORDs: one append each, not three
-        self._pack_range: Callable[..., bytes] = RANGE_RECORD.pack  # bound once, as in StepLog
-        self._put_range: Callable[[bytes], None] = self._ranges.frombytes
+        # Closed ranges, three ints each (request, first step, last step) in one flat column: compiled, a vec
+        # appended natively; from the sources, an array("q"), 8 bytes a value.
+        self._ranges = counts_column(0)
 
     def emit(self, rid: int, step: int) -> None:
         self.emit_range(rid, step, step)
@@ -320,7 +318,7 @@ class EmitLog:
         """End the request's open range, if it has one (a gap in its tokens follows)."""
         last = self.last[rid]
         if last >= 0:
-            self._put_range(self._pack_range(rid, self.first[rid], last))
+            self._ranges = push_int(push_int(push_int(self._ranges, rid), self.first[rid]), last)
 
     def close(self, rid: int) -> None:
         """The request is done: end its open range and reset its cursors (small shared ints again)."""
@@ -329,5 +327,6 @@ class EmitLog:
         self.first[rid] = 0
 
     def as_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        ranges = np.frombuffer(self._ranges, dtype=RANGE_DTYPE)
-        return ranges["rid"].copy(), ranges["lo"].copy(), ranges["hi"].copy()
+        flat: Any = self._ranges  # a vec or an array: both expose their buffer
+        ranges = np.frombuffer(flat, dtype=np.int64).reshape(-1, 3)
+        return ranges[:, 0].copy(), ranges[:, 1].copy(), ranges[:, 2].copy()
