@@ -303,7 +303,8 @@ class ReplicaEngine:
         b = len(running)
         slack = zeros_column(b)  # filled by index: no append (and no growing) per request
         i = 0
-        for r in running:
+        for rid in running:
+            r: i64 = rid  # unboxed once (see _apply_span)
             out = no[r]
             left = mt[r] - out
             if mml - pl[r] - out < left:
@@ -349,7 +350,8 @@ class ReplicaEngine:
         last_emit, range_start = emits.last, emits.first
         first_token = req.first_token
         continuing = first_step - 1
-        for rid in running:  # the hot loop: EmitLog.emit_range inlined
+        for r in running:  # the hot loop: EmitLog.emit_range inlined
+            rid: i64 = r  # unboxed once: compiled, every index below is then a native int
             c = nc[rid] + k
             held = n_blocks[rid]
             grow = -(-c // bs) - held
