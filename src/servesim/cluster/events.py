@@ -10,14 +10,17 @@ then costs one scan of a few floats); above that an indexed binary min-heap keep
 
 from __future__ import annotations
 
+from servesim.columns import counts_column, int_column, times_column
+
 SCAN_MAX = 32
 
 
 class ReplicaQueue:
     def __init__(self, num_replicas: int) -> None:
-        self._time = [0.0] * num_replicas
-        self._version = [0] * num_replicas
-        self._at = [-1] * num_replicas  # each replica's position in the heap (0 in a scanned queue), -1 when absent
+        # Columns (servesim.columns: unboxed vecs compiled): a list would box a new float and int every reschedule.
+        self._time = times_column(num_replicas, 0.0)
+        self._version = counts_column(num_replicas)
+        self._at = int_column([-1] * num_replicas)  # each replica's position in the heap (0 in a scanned queue), -1 when absent
         self._heap: list[int] = []  # replica ids (small ints: moving one allocates nothing)
         self._scanned = num_replicas <= SCAN_MAX
         self._size = 0
@@ -33,7 +36,7 @@ class ReplicaQueue:
 
     def schedule(self, replica: int, time: float) -> None:
         """The replica's next event is at `time`, replacing the one it had."""
-        self._version[replica] = self._version[replica] + 1  # compiled, `+=` on an item is generic arithmetic
+        self._version[replica] += 1
         self._time[replica] = time
         i = self._at[replica]
         if self._scanned:
