@@ -77,7 +77,10 @@ class ReplicaEngine:
         self.schedule_log: list | None = [] if log_schedule else None
         self.num_finished = 0
         self.num_rejected = 0
-        self._blocked = (-1, -1)  # (waiting head, kv.num_frees) when the head last failed to get blocks
+        # The waiting head when it last failed to get blocks, and kv.num_frees then (two ints, not a tuple: compiled,
+        # comparing tuples is generic and builds one per check).
+        self._blocked_head = -1
+        self._blocked_frees = -1
         self.pending: SpanPlan | None = None  # a planned span not yet applied
         self.scheduled = Schedule(cfg.max_num_seqs)  # the latest single step's schedule (reused: no allocation)
 
@@ -143,11 +146,15 @@ class ReplicaEngine:
             req.cached_tokens[rid] = cached_tokens
 
     def note_blocked(self, rid: int) -> None:
-        self._blocked = (rid, self.kv.num_frees)
+        self._blocked_head = rid
+        self._blocked_frees = self.kv.num_frees
 
     def head_blocked(self) -> bool:
         """The waiting head failed to get blocks and nothing was freed since: it cannot be admitted yet."""
-        return bool(self.waiting) and self._blocked == (self.waiting[0], self.kv.num_frees)
+        if not self.waiting:
+            return False
+        head: int = self.waiting[0]
+        return head == self._blocked_head and self.kv.num_frees == self._blocked_frees
 
     # --- stepping ---
 
@@ -215,14 +222,12 @@ class ReplicaEngine:
         if not scheduled.n and not self.preempted_now and not self.running:
             raise RuntimeError(f"policy {self.policy.name} scheduled nothing with {len(self.waiting)} requests waiting")
         nc, pl, no = req.num_computed, req.prompt_len, req.num_output
-        totals = StepTotals()
-        emitting = False
         rids, given = scheduled.rids, scheduled.tokens
+        totals = StepTotals.of_schedule(rids, given, scheduled.n, nc)  # before the step advances them
+        emitting = False
         for i in range(scheduled.n):
-            rid, n = rids[i], given[i]
-            c = nc[rid]
-            totals.add(n, c)
-            c = nc[rid] = c + n
+            rid = rids[i]
+            c = nc[rid] = nc[rid] + given[i]
             if c == pl[rid] + no[rid]:
                 emitting = True
         tokens, num_seqs, prefill_tokens = totals.num_tokens, totals.num_seqs, totals.prefill_tokens

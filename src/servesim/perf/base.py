@@ -6,6 +6,9 @@ from typing import Iterable, NamedTuple, Protocol
 
 import numpy as np
 
+from servesim.columns import int_column
+from servesim.vec_types import i64, vec
+
 
 class StepShape(NamedTuple):
     """The work of one engine step, aggregated over the requests it runs.
@@ -79,19 +82,31 @@ class StepTotals:
         t.prefill_attn_pairs = float(s.prefill_attn_pairs)
         return t
 
-    def add(self, n: int, c: int) -> None:
-        """A request with `n` new tokens on top of `c` computed ones (a decode if n == 1 and c > 0)."""
-        self.num_seqs += 1
-        self.num_sampled += 1  # one LM-head row per scheduled request
-        self.num_tokens += n
-        if n == 1 and c > 0:
-            self.decode_seqs += 1
-            self.decode_kv_tokens += c + 1
-        else:
-            self.prefill_seqs += 1
-            self.prefill_tokens += n
-            self.prefill_attn_pairs += n * c + n * (n + 1) // 2
-            self.prefill_kv_tokens += c + n
+    @staticmethod
+    def of_schedule(rids: vec[i64], tokens: vec[i64], count: int, computed: vec[i64]) -> StepTotals:
+        """The sums of a step's `count` scheduled requests: request rids[i] gets tokens[i] new tokens on top of
+        its computed[rids[i]] ones (a decode if that is 1 token over a non-empty context). One pass in locals
+        (compiled, native ints), the attributes written once."""
+        num_tokens = prefill_seqs = prefill_tokens = prefill_kv_tokens = decode_seqs = decode_kv_tokens = 0
+        pairs = 0.0
+        for i in range(count):
+            n = tokens[i]
+            c = computed[rids[i]]
+            num_tokens += n
+            if n == 1 and c > 0:
+                decode_seqs += 1
+                decode_kv_tokens += c + 1
+            else:
+                prefill_seqs += 1
+                prefill_tokens += n
+                pairs += float(n * c + n * (n + 1) // 2)  # as float += int converts it
+                prefill_kv_tokens += c + n
+        t = StepTotals()
+        t.num_tokens, t.num_seqs, t.num_sampled = num_tokens, count, count  # one LM-head row per scheduled request
+        t.prefill_seqs, t.prefill_tokens, t.prefill_kv_tokens = prefill_seqs, prefill_tokens, prefill_kv_tokens
+        t.prefill_attn_pairs = pairs
+        t.decode_seqs, t.decode_kv_tokens = decode_seqs, decode_kv_tokens
+        return t
 
     def shape(self) -> StepShape:
         return StepShape(self.num_tokens, self.num_seqs, self.num_sampled, self.prefill_seqs, self.prefill_tokens,
@@ -100,10 +115,9 @@ class StepTotals:
 
 def step_shape(work: Iterable[tuple[int, int]]) -> StepShape:
     """The StepShape of a step from each scheduled request's (new tokens n, tokens already computed c)."""
-    totals = StepTotals()
-    for n, c in work:
-        totals.add(n, c)
-    return totals.shape()
+    pairs = list(work)
+    tokens, computed = int_column([n for n, _ in pairs]), int_column([c for _, c in pairs])
+    return StepTotals.of_schedule(int_column(list(range(len(pairs)))), tokens, len(pairs), computed).shape()
 
 
 def decode_shape(num_seqs: int, kv_tokens: int) -> StepShape:
