@@ -9,6 +9,7 @@ from typing import Callable
 import numpy as np
 
 from servesim import __version__
+from servesim.allocator import keep_freed_memory
 from servesim.cluster.driver import ClusterRun
 from servesim.cluster.replica import Replica
 from servesim.cluster.router import check_router, make_router
@@ -205,6 +206,7 @@ def run_simulation(cfg: RunConfig, progress: Callable[[int], None] | None = None
     """The Python API: a RunConfig (pools, router, policy, workload settings) in, results out. Pass a built
     `workload` to compare several cluster configurations on identical requests, and a calibrated `profile` to use
     instead of the one `cfg.gpu` names (calibration tries many)."""
+    keep_freed_memory()
     model = resolve_model(cfg)
     profile = profile or find_profile(cfg.gpu)
     frontend = 0.0
