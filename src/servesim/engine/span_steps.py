@@ -156,14 +156,14 @@ def _span_times(out: Columns, wanted: Wanted, calibrated: CalibratedModel | None
     w_start, w_duration, w_end = wanted.start, wanted.duration, wanted.end
     now = start
     if form is not None:  # CalibratedModel.decode_span_until's loop, op for op
-        serial, base, weight, host, micro = form.serial, form.base, form.weight, form.host, form.micro
+        serial, base, weight, host = form.serial, form.base, form.weight, form.host
         starve, split, tile = form.starve, form.split, form.tile
         t2 = tile * tile
         t4, t3 = t2 * t2, t2 * tile
         kv = float(kv_tokens)
         grow = float(b)
         for i in range(first, stop):
-            k = kv / micro
+            k = kv  # kv / micro: one microbatch (see DecodeForm)
             k2 = k * k
             k = (k2 * k2 + t4) / (k2 * k + t3)
             d = serial + max(base + weight * (k + starve * k * split / (split + k)), host)

@@ -51,12 +51,13 @@ DecodeCoeffs = tuple[float, list[float], list[float], tuple[float, float, float,
 
 class DecodeForm:
     """A decode step's coefficients in the plain-float form decode_span_until inlines (a class, not a tuple:
-    compiled, its fields are read as native floats, where a tuple's are unboxed and type-checked one by one)."""
+    compiled, its fields are read as native floats, where a tuple's are unboxed and type-checked one by one).
+    Only for one pipeline stage: one microbatch, so the KV tokens are not divided (x / 1.0 is x, bit for bit)."""
 
     def __init__(self, serial: float, base: float, weight: float, host: float, starve: float, split: float,
-                 tile: float, micro: float):
+                 tile: float):
         self.serial, self.base, self.weight, self.host = serial, base, weight, host
-        self.starve, self.split, self.tile, self.micro = starve, split, tile, micro
+        self.starve, self.split, self.tile = starve, split, tile
 
 
 class CalibratedModel:
@@ -313,9 +314,8 @@ class CalibratedModel:
             return None
         form = self._forms.get(num_seqs)
         if form is None:
-            host, bases, weights, (starve, split, tile, _), micro, _ = self._decode_coeffs(num_seqs)
-            form = self._forms[num_seqs] = DecodeForm(self._serial, bases[0], weights[0], host, starve, split, tile,
-                                                      micro)
+            host, bases, weights, (starve, split, tile, _), _, _ = self._decode_coeffs(num_seqs)
+            form = self._forms[num_seqs] = DecodeForm(self._serial, bases[0], weights[0], host, starve, split, tile)
         return form
 
     def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float,
@@ -326,7 +326,7 @@ class CalibratedModel:
         kv = float(kv_tokens)
         form = self.decode_form(num_seqs)
         if form is not None:  # _decode_time inlined, op for op
-            serial, base, weight, host, micro = form.serial, form.base, form.weight, form.host, form.micro
+            serial, base, weight, host = form.serial, form.base, form.weight, form.host
             starve, split, tile = form.starve, form.split, form.tile
             t2 = tile * tile
             t4, t3 = t2 * t2, t2 * tile
@@ -334,7 +334,7 @@ class CalibratedModel:
             left = max_steps  # a count down, not `for _ in range()`: compiled, that boxed `_` every step
             while left > 0:
                 left -= 1
-                k = kv / micro  # forms.decode_kv, inlined: a call per step costs more than the arithmetic
+                k = kv  # forms.decode_kv of kv / micro (micro is 1), inlined: a call per step costs more than this
                 k2 = k * k
                 k = (k2 * k2 + t4) / (k2 * k + t3)
                 d = serial + max(base + weight * (k + starve * k * split / (split + k)), host)
