@@ -126,8 +126,8 @@ class CalibratedModel:
         self._embed_table: list[float] = self._tables["embed"]
         self._head_table: list[float] = self._tables["head"]
         self._decode_cache: dict[int, DecodeCoeffs] = {}
-        self._forms: dict[int, DecodeForm] = {}  # decode_form's answers
-        self._decode_attn_cache: dict[int, DecodeAttention] = {}
+        self._forms: list[DecodeForm | None] = []  # decode_form's answers by batch size (a list: no dict lookup)
+        self._decode_attn_cache: list[DecodeAttention | None] = []  # by batch size (a list: no dict lookup)
         self._beyond: dict[tuple[str, int], float] = {}  # table entries priced past the tables' end
         # A step's prefill is most often one fresh prompt (no cached context): its attention price then depends on
         # the prompt length alone and is remembered per length (NaN: not yet), the same bits as pricing it again.
@@ -179,7 +179,10 @@ class CalibratedModel:
         """(fixed s, s per effective KV token, starvation, split, tile, multi-block or None) for `seqs` decodes;
         see forms.decode_kv. Cached per `seqs`: mixed steps ask for it every step, and the form costs numpy scalar
         work."""
-        cached = self._decode_attn_cache.get(seqs)
+        known = self._decode_attn_cache
+        if seqs >= len(known):
+            known.extend([None] * (seqs + 1 - len(known)))
+        cached = known[seqs]
         if cached is None:
             c = [float(x) for x in forms.decode_attention_coeffs(
                 self._decode, self._hw, float(seqs), self.heads, self.kv_heads, self.model.head_dim, self.kv_bytes)]
@@ -189,7 +192,7 @@ class CalibratedModel:
                                                                  float(self.kv_heads), c[1])]
                 blocks = (b[0], b[1], b[2], b[3])
             cached = (c[0], c[1], c[2], c[3], c[4], blocks)
-            self._decode_attn_cache[seqs] = cached
+            known[seqs] = cached
         return cached
 
     def _table(self, name: str, m: int) -> float:
@@ -312,10 +315,15 @@ class CalibratedModel:
         inlines, where that form applies (one stage, the host overlapped, no multi-block kernel); None elsewhere."""
         if self.pp != 1 or not self._host_overlapped or self._multi_block:
             return None
-        form = self._forms.get(num_seqs)
-        if form is None:
-            host, bases, weights, (starve, split, tile, _), _, _ = self._decode_coeffs(num_seqs)
-            form = self._forms[num_seqs] = DecodeForm(self._serial, bases[0], weights[0], host, starve, split, tile)
+        forms = self._forms
+        if num_seqs < len(forms):
+            known = forms[num_seqs]
+            if known is not None:
+                return known
+        else:
+            forms.extend([None] * (num_seqs + 1 - len(forms)))
+        host, bases, weights, (starve, split, tile, _), _, _ = self._decode_coeffs(num_seqs)
+        form = forms[num_seqs] = DecodeForm(self._serial, bases[0], weights[0], host, starve, split, tile)
         return form
 
     def decode_span_until(self, num_seqs: int, kv_tokens: int, max_steps: int, now: float,
