@@ -54,3 +54,19 @@ def test_rank_queries_on_an_int_column_match_the_sorted_list(values, data):
     assert nth_smallest(column, k) == sorted(values)[k]
     assert count_at_most(column, t) == bisect_right(sorted(values), t)
     assert list(column) == values  # the queries leave the column's order alone
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 12), st.integers(1, 100)), max_size=60))
+def test_a_schedule_behaves_as_an_insertion_ordered_dict_under_add_and_remove(ops):
+    # The policies used a dict request -> tokens: scheduled[rid] = n for a request not scheduled yet, and
+    # scheduled.pop(victim, None) when a preemption takes a victim's tokens back.
+    out, model = Schedule(2), {}
+    for adding, rid, tokens in ops:
+        if adding and rid not in model:
+            out.add(rid, tokens)
+            model[rid] = tokens
+        elif not adding:
+            out.remove(rid)
+            model.pop(rid, None)
+        assert out.pairs() == list(model.items())
+        assert out.total() == sum(model.values())

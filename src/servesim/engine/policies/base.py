@@ -30,10 +30,27 @@ class Schedule:
         self.tokens[i] = tokens
         self.n = i + 1
 
-    def add_all(self, scheduled: dict[int, int]) -> None:
-        """A schedule built as a dict (request -> tokens, insertion ordered), in its order."""
-        for rid, tokens in scheduled.items():
-            self.add(rid, tokens)
+    def remove(self, rid: int) -> None:
+        """Take `rid` out if it is scheduled (a preempted victim loses its tokens); the others keep their order."""
+        rids, tokens = self.rids, self.tokens
+        n = self.n
+        i = 0
+        while i < n and rids[i] != rid:
+            i += 1
+        if i == n:
+            return
+        while i + 1 < n:
+            rids[i], tokens[i] = rids[i + 1], tokens[i + 1]
+            i += 1
+        self.n = n - 1
+
+    def total(self) -> int:
+        """Tokens scheduled so far."""
+        tokens = self.tokens
+        out = 0
+        for i in range(self.n):
+            out += tokens[i]
+        return out
 
     def pairs(self) -> list[tuple[int, int]]:
         """[(request, tokens)], in order: the engine's schedule log and the tests read this form."""

@@ -1,8 +1,8 @@
 """Pieces every policy other than vLLM v1's reuses: slots for running requests with recompute preemption,
 admission of a waiting request, and the test that the next step is a pure decode of every running request.
 
-A step's schedule is built as a dict request -> tokens (insertion ordered), so a preempted request that was
-already given tokens this step can be taken out again.
+They fill the step's Schedule in order; a preempted request that was already given tokens this step is taken out
+of it again (Schedule.remove).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from servesim.engine.requests import RUNNING
 
 if TYPE_CHECKING:
     from servesim.engine.engine import ReplicaEngine
+    from servesim.engine.policies.base import Schedule
 
 
 def last_running(eng: ReplicaEngine) -> int:
@@ -28,11 +29,17 @@ def need(eng: ReplicaEngine, rid: int) -> int:
 
 def chunk(eng: ReplicaEngine, rid: int, budget: int) -> int:
     """At most `budget` of a running request's wanted tokens, never past max_model_len (as vLLM caps it)."""
-    computed = eng.req.num_computed[rid]
-    return min(need(eng, rid), budget, eng.cfg.max_model_len - computed - 1)
+    req = eng.req
+    computed = req.num_computed[rid]
+    n = req.prompt_len[rid] + req.num_output[rid] - computed  # need(), inlined
+    # min(n, budget, limit) in two compares: compiled, a three-argument min() is a generic call
+    if budget < n:
+        n = budget
+    limit = eng.cfg.max_model_len - computed - 1
+    return limit if limit < n else n
 
 
-def give(eng: ReplicaEngine, rid: int, n: int, scheduled: dict[int, int], victim: Callable = last_running) -> bool:
+def give(eng: ReplicaEngine, rid: int, n: int, scheduled: Schedule, victim: Callable = last_running) -> bool:
     """Slots for `n` more tokens of running request `rid`, preempting victims until they fit (recompute).
     A victim already scheduled this step loses its tokens. False if `rid` itself had to be preempted."""
     req, kv = eng.req, eng.kv
@@ -41,14 +48,14 @@ def give(eng: ReplicaEngine, rid: int, n: int, scheduled: dict[int, int], victim
     while not kv.extend(rid, computed + n, num_tokens):
         loser = victim(eng)
         eng.running.remove(loser)
-        scheduled.pop(loser, None)
+        scheduled.remove(loser)
         eng.preempt(loser)
         if loser == rid:
             return False
     return True
 
 
-def give_in_order(eng: ReplicaEngine, order: list[int], budget: int, scheduled: dict[int, int],
+def give_in_order(eng: ReplicaEngine, order: list[int], budget: int, scheduled: Schedule,
                   victim: Callable = last_running) -> int:
     """Give running requests their tokens in `order` while the budget lasts; return the budget left.
     Stops when a request had to preempt itself (nothing else could be freed for it), as vLLM does."""
@@ -65,10 +72,10 @@ def give_in_order(eng: ReplicaEngine, order: list[int], budget: int, scheduled: 
         before = len(eng.preempted_now)
         ok = give(eng, rid, n, scheduled, victim)
         if len(eng.preempted_now) != before:
-            budget = total - sum(scheduled.values())  # victims may have held tokens of this step
+            budget = total - scheduled.total()  # victims may have held tokens of this step
         if not ok:
             break
-        scheduled[rid] = n
+        scheduled.add(rid, n)
         budget -= n
     return budget
 

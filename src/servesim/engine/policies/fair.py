@@ -100,10 +100,9 @@ class FairPolicy(Policy):
         self._catch_up(eng)
         cfg, client, counter = eng.cfg, self._client, self.counter
         running, queues = eng.running, eng.waiting
-        scheduled: dict[int, int] = {}
         prefilling = {r for r in running if need(eng, r) > 1}
         total = cfg.max_num_batched_tokens
-        budget = give_in_order(eng, list(running), total, scheduled)
+        budget = give_in_order(eng, list(running), total, out)
         if queues and budget > 0 and not eng.preempted_now:
             seats: dict[int, int] = {}  # running requests per client
             for r in running:
@@ -119,20 +118,20 @@ class FairPolicy(Policy):
                     if loser is None:
                         break
                     running.remove(loser)
-                    scheduled.pop(loser, None)
+                    out.remove(loser)
                     eng.preempt(loser)
                     seats[client[loser]] -= 1
-                    budget = total - sum(scheduled.values())
+                    budget = total - out.total()
                     continue
                 seats[c] = seats.get(c, 0) + 1
-                scheduled[rid] = n
+                out.add(rid, n)
                 prefilling.add(rid)
                 self._outputs_credited.setdefault(rid, eng.req.num_output[rid])
                 budget -= n
-        for rid, n in scheduled.items():
-            if rid in prefilling:
-                counter[client[rid]] += self.input_weight * n
-        out.add_all(scheduled)
+        rids, tokens = out.rids, out.tokens
+        for i in range(out.n):
+            if rids[i] in prefilling:
+                counter[client[rids[i]]] += self.input_weight * float(tokens[i])  # as float * int converts
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         b = len(eng.running)

@@ -29,20 +29,17 @@ class OrcaPolicy(Policy):
     def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         cfg = eng.cfg
         waiting, running = eng.waiting, eng.running
-        scheduled: dict[int, int] = {}
         budget = cfg.max_num_batched_tokens
         while waiting and len(running) < cfg.max_num_seqs:
             rid: int = waiting[0]  # typed: the queue is Any
             n = admit(eng, rid, budget, now, chunked=False, watermark=True)
             if n == 0:
                 break
-            scheduled[rid] = n
+            out.add(rid, n)
             budget -= n
-        if scheduled:
-            out.add_all(scheduled)
+        if out.n:
             return
-        give_in_order(eng, list(running), budget, scheduled)
-        out.add_all(scheduled)
+        give_in_order(eng, list(running), budget, out)
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         if len(eng.running) > eng.cfg.max_num_batched_tokens or not all_decoding(eng):

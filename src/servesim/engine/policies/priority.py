@@ -41,11 +41,9 @@ class PriorityPolicy(Policy):
     def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         cfg = eng.cfg
         running, waiting = eng.running, eng.waiting
-        scheduled: dict[int, int] = {}
         total = cfg.max_num_batched_tokens
-        budget = give_in_order(eng, list(running), total, scheduled, victim=self._worst_running)
+        budget = give_in_order(eng, list(running), total, out, victim=self._worst_running)
         if eng.preempted_now:
-            out.add_all(scheduled)
             return
         prio = self._prio
         while waiting and budget > 0:
@@ -58,13 +56,12 @@ class PriorityPolicy(Policy):
                 if prio[loser] <= prio[rid]:
                     break
                 running.remove(loser)
-                scheduled.pop(loser, None)
+                out.remove(loser)
                 eng.preempt(loser)
-                budget = total - sum(scheduled.values())
+                budget = total - out.total()
                 continue
-            scheduled[rid] = n
+            out.add(rid, n)
             budget -= n
-        out.add_all(scheduled)
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         b = len(eng.running)

@@ -30,13 +30,17 @@ class SarathiPolicy(Policy):
 
     def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         budget = eng.cfg.max_num_batched_tokens
-        scheduled: dict[int, int] = {}
         # 1. decodes, 2. prefills in progress; in running order within each.
-        decodes = [r for r in eng.running if need(eng, r) == 1]
-        prefills = [r for r in eng.running if need(eng, r) > 1]
-        budget = give_in_order(eng, decodes + prefills, budget, scheduled)
+        decodes: list[int] = []
+        prefills: list[int] = []
+        for r in eng.running:  # one pass, in running order within each
+            wanted = need(eng, r)
+            if wanted == 1:
+                decodes.append(r)
+            elif wanted > 1:
+                prefills.append(r)
+        budget = give_in_order(eng, decodes + prefills, budget, out)
         if eng.preempted_now:  # as in vLLM, a step that preempted admits nobody
-            out.add_all(scheduled)
             return
         # 3. new requests, first come first served.
         waiting, running = eng.waiting, eng.running
@@ -45,9 +49,8 @@ class SarathiPolicy(Policy):
             n = admit(eng, rid, budget, now, reserve_full=self.reserve_full)
             if n == 0:
                 break
-            scheduled[rid] = n
+            out.add(rid, n)
             budget -= n
-        out.add_all(scheduled)
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         b = len(eng.running)

@@ -44,11 +44,10 @@ class SGLangPolicy(Policy):
     def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
         cfg = eng.cfg
         running, waiting = eng.running, eng.waiting
-        scheduled: dict[int, int] = {}
         budget = cfg.max_num_batched_tokens
         # The prompt in progress (chunked) continues before anything new.
         in_progress = [r for r in running if need(eng, r) > 1]
-        budget = give_in_order(eng, in_progress, budget, scheduled)
+        budget = give_in_order(eng, in_progress, budget, out)
         if waiting and budget > 0 and len(running) < cfg.max_num_seqs and not eng.preempted_now:
             if len(waiting) <= LPM_QUEUE_LIMIT:
                 self._order_by_prefix(eng)
@@ -63,13 +62,11 @@ class SGLangPolicy(Policy):
                 if n == 0:
                     break
                 free_tokens -= want
-                scheduled[rid] = n
+                out.add(rid, n)
                 budget -= n
-        if scheduled:
-            out.add_all(scheduled)
+        if out.n:
             return
-        give_in_order(eng, list(running), DECODE_ALL, scheduled)  # a decode batch is not token-budgeted
-        out.add_all(scheduled)
+        give_in_order(eng, list(running), DECODE_ALL, out)  # a decode batch is not token-budgeted
 
     def _order_by_prefix(self, eng: ReplicaEngine) -> None:
         req, kv, waiting = eng.req, eng.kv, eng.waiting

@@ -27,10 +27,8 @@ class StaticPolicy(Policy):
         return {}
 
     def schedule(self, eng: ReplicaEngine, now: float, out: Schedule) -> None:
-        scheduled: dict[int, int] = {}
         if eng.running:
-            give_in_order(eng, list(eng.running), 1 << 62, scheduled)
-            out.add_all(scheduled)
+            give_in_order(eng, list(eng.running), 1 << 62, out)
             return
         cfg, req, kv = eng.cfg, eng.req, eng.kv
         waiting, running = eng.waiting, eng.running
@@ -44,8 +42,7 @@ class StaticPolicy(Policy):
             if n == 0:
                 break
             reserve -= blocks
-            scheduled[rid] = n
-        out.add_all(scheduled)
+            out.add(rid, n)
 
     def decode_span_ok(self, eng: ReplicaEngine) -> bool:
         return all_decoding(eng)  # nobody is admitted while a batch runs
