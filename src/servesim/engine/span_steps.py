@@ -134,9 +134,13 @@ def expand(names: list[str], num_steps: i64, rows: RowColumns, spans: SpanColumn
             for i in range(slack_at, slack_at + b):
                 taken[i64(slack[i])] += 1
             used: i64 = i64(spans.kv_used_before[s])
+            j: i64 = 0  # (i - step) % block_size, kept by counting: a remainder per step costs more than the step
             for i in range(step, stop - 1):
-                used += taken[(i - step) % block_size]
+                used += taken[j]
                 kv_blocks_used[i] = used
+                j += 1
+                if j == block_size:
+                    j = 0
             kv_blocks_used[stop - 1] = i64(spans.kv_used_after[s])
             for i in range(slack_at, slack_at + b):
                 taken[i64(slack[i])] = 0
