@@ -149,3 +149,20 @@ def test_request_groups_are_greedy_and_bounded(counts, max_itls, max_rows):
         assert counts[r0:r1].sum() <= max_itls or r1 - r0 == 1  # one request alone may exceed the budget
         if r1 < len(counts) and r1 - r0 < max_rows:
             assert counts[r0: r1 + 1].sum() > max_itls  # the next request did not fit
+
+
+def test_runs_with_the_same_clock_inputs_share_one_clock_and_write_the_same_bytes(tmp_path):
+    from servesim import simulate
+
+    cfg = make_config(None, model="llama-3.1-8b", gpu="h100", workload="chat", seed=3, requests=300)
+    simulate._CLOCKS.clear()
+    first = run_simulation(cfg)  # builds the clock
+    second = run_simulation(cfg)  # reuses it, its caches warm
+    assert len(simulate._CLOCKS) == 1
+    run_simulation(make_config(None, model="llama-3.1-8b", gpu="h100", workload="chat", seed=3, requests=300,
+                               max_num_seqs=64))
+    assert len(simulate._CLOCKS) == 2  # another max_num_seqs prices other table sizes: a clock of its own
+    write_result(first, tmp_path / "a")
+    write_result(second, tmp_path / "b")
+    for f in sorted(p.name for p in (tmp_path / "a").iterdir()):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -112,6 +113,10 @@ def resolve_engine(cfg: RunConfig, model: ModelSpec, device) -> tuple[EngineConf
     return ecfg, plan
 
 
+CLOCKS_KEPT = 16
+_CLOCKS: dict[tuple, object] = {}  # make_cost_model's calibrated clocks by their inputs, oldest first
+
+
 def make_cost_model(cfg: RunConfig, model: ModelSpec, device, ecfg: EngineConfig):
     """The step clock a run uses (the planner's analytic bounds use the same one): the calibrated kernel
     model (default) or the plain roofline."""
@@ -133,11 +138,22 @@ def make_cost_model(cfg: RunConfig, model: ModelSpec, device, ecfg: EngineConfig
     from servesim.perf.calibrated import CalibratedModel
     from servesim.perf.kernels.calibration import load_calibration
 
-    calibration = load_calibration(device, cfg.engine, cfg.kernels)
-    return CalibratedModel(model, device, tp=cfg.tp, pp=cfg.pp, engine=cfg.engine, kv_dtype=kv_dtype,
-                           calibration=calibration, step_overhead=cfg.step_overhead,
-                           max_tokens=ecfg.max_num_batched_tokens, max_num_seqs=ecfg.max_num_seqs,
-                           interconnect=cfg.interconnect, cuda_graphs=not cfg.enforce_eager)
+    # A clock holds prices and caches of them, never run state, so runs with the same inputs share one: a sweep
+    # of scheduler knobs builds it once (its tables take a few ms). A user's kernel file counts by its version.
+    kernels_version = os.stat(cfg.kernels).st_mtime_ns if cfg.kernels and os.path.exists(cfg.kernels) else None
+    key = (model, device, cfg.tp, cfg.pp, cfg.engine, kv_dtype, cfg.kernels, kernels_version, cfg.step_overhead,
+           ecfg.max_num_batched_tokens, ecfg.max_num_seqs, cfg.interconnect, cfg.enforce_eager)
+    cost = _CLOCKS.get(key)
+    if cost is None:
+        calibration = load_calibration(device, cfg.engine, cfg.kernels)
+        cost = CalibratedModel(model, device, tp=cfg.tp, pp=cfg.pp, engine=cfg.engine, kv_dtype=kv_dtype,
+                               calibration=calibration, step_overhead=cfg.step_overhead,
+                               max_tokens=ecfg.max_num_batched_tokens, max_num_seqs=ecfg.max_num_seqs,
+                               interconnect=cfg.interconnect, cuda_graphs=not cfg.enforce_eager)
+        if len(_CLOCKS) >= CLOCKS_KEPT:
+            _CLOCKS.pop(next(iter(_CLOCKS)))  # the oldest
+        _CLOCKS[key] = cost
+    return cost
 
 
 def cluster_pools(cfg: RunConfig) -> list[PoolSpec]:
