@@ -202,12 +202,18 @@ def _values_at_ranks(values: np.ndarray, counts: np.ndarray, ranks: list[int], n
     bins = np.searchsorted(cum, ranks, side="right")
     wanted = np.unique(bins).tolist()
     parts: dict[int, tuple[list, list]] = {b: ([], []) for b in wanted}  # each bin's values and counts, chunk by chunk
+    is_wanted = np.zeros(BINS + 1, dtype=bool)
+    is_wanted[wanted] = True
     for lo in range(0, len(values), CHUNK):
         chunk_keys = keys(lo, lo + CHUNK)  # once per chunk for all the bins
+        # One pass picks the values of every wanted bin (a lookup, not a compare per bin); each bin's then come from
+        # that few, in the same order.
+        picked = np.flatnonzero(is_wanted[chunk_keys])
+        picked_keys, picked_values, picked_counts = chunk_keys[picked], values[lo + picked], counts[lo + picked]
         for b in wanted:
-            mine = chunk_keys == b
-            parts[b][0].append(values[lo: lo + CHUNK][mine])
-            parts[b][1].append(counts[lo: lo + CHUNK][mine])
+            mine = picked_keys == b
+            parts[b][0].append(picked_values[mine])
+            parts[b][1].append(picked_counts[mine])
     out = []
     for b in wanted:
         sub_values, sub_counts = np.concatenate(parts[b][0]), np.concatenate(parts[b][1])
