@@ -21,6 +21,13 @@ def fixed_dot(a: np.ndarray, b: np.ndarray) -> float:
     return math.fsum(float(np.sum(a[i:i + CHUNK] * b[i:i + CHUNK])) for i in range(0, len(a), CHUNK))
 
 
+def _chunk_sum(a: np.ndarray, b: np.ndarray) -> float:
+    """np.sum(a * b); with b all ones (a broadcast 1.0, FixedDot.add's default) the product is a itself."""
+    if b.strides == (0,) and len(b) and b[0] == 1.0:
+        return float(np.sum(a))
+    return float(np.sum(a * b))
+
+
 class FixedDot:
     """fixed_dot of two arrays that arrive in pieces, in order: the same chunks of the whole, so the same bits,
     without holding the whole arrays. Fed one array (`add(a)`), it is the fixed sum of that array."""
@@ -31,7 +38,7 @@ class FixedDot:
 
     def add(self, a: np.ndarray, b: np.ndarray | None = None) -> None:
         if b is None:
-            b = np.broadcast_to(1.0, a.shape)  # a * 1.0 is a, bit for bit
+            b = np.broadcast_to(1.0, a.shape)  # a * 1.0 is a, bit for bit: _chunk_sum skips the product
         if len(a) != len(b):
             raise ValueError(f"FixedDot.add: lengths differ ({len(a)} and {len(b)})")
         start = 0
@@ -43,14 +50,14 @@ class FixedDot:
             if len(a0) < CHUNK:
                 self._held = (a0, b0)
                 return
-            self._sums.append(float(np.sum(a0 * b0)))
+            self._sums.append(_chunk_sum(a0, b0))
         full = start + (len(a) - start) // CHUNK * CHUNK
-        self._sums.extend(float(np.sum(a[i:i + CHUNK] * b[i:i + CHUNK])) for i in range(start, full, CHUNK))
+        self._sums.extend(_chunk_sum(a[i:i + CHUNK], b[i:i + CHUNK]) for i in range(start, full, CHUNK))
         if full < len(a):
             self._held = (np.array(a[full:]), np.array(b[full:]))  # copies: the caller may reuse its buffers
 
     def value(self) -> float:
         if self._held is not None:
-            self._sums.append(float(np.sum(self._held[0] * self._held[1])))
+            self._sums.append(_chunk_sum(*self._held))
             self._held = None
         return math.fsum(self._sums)

@@ -145,13 +145,13 @@ class StepStatsPass:
         for name, values in (("kv_usage", usage), ("running", cols["running"]), ("num_tokens", cols["num_tokens"])):
             self.weighted[name].add(values, mine)
         busy = float(mine.sum())
-        self.replicas[seg.replica] = {"steps": len(mine), "busy_s": busy,
-                                      "kv_usage_peak": float(usage.max()) if len(mine) else 0.0,
+        usage_peak = float(usage.max()) if len(mine) else 0.0
+        self.replicas[seg.replica] = {"steps": len(mine), "busy_s": busy, "kv_usage_peak": usage_peak,
                                       "kv_usage_mean": fixed_dot(usage, mine) / busy if busy > 0 else 0.0}
         if len(mine):
             peaks["running"] = max(peaks["running"], int(cols["running"].max()))
             peaks["waiting"] = max(peaks["waiting"], int(cols["waiting"].max()))
-            peaks["kv_usage"] = max(peaks["kv_usage"], float(usage.max()))
+            peaks["kv_usage"] = max(peaks["kv_usage"], usage_peak)
             peaks["end"] = max(peaks["end"], _last_end(self.steps, seg.offset + len(mine) - 1))
 
     def finish(self) -> StepStats:
