@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from servesim.columns import counts_column, widened
+from servesim.columns import widened, zeros_column
 
 if TYPE_CHECKING:
     from servesim.engine.engine import ReplicaEngine
@@ -18,8 +18,8 @@ class Schedule:
     unboxed vecs, so scheduling a request allocates nothing (a (request, tokens) tuple per request did)."""
 
     def __init__(self, capacity: int) -> None:
-        self.rids = counts_column(capacity)
-        self.tokens = counts_column(capacity)
+        self.rids = zeros_column(capacity)
+        self.tokens = zeros_column(capacity)
         self.n = 0
 
     def add(self, rid: int, tokens: int) -> None:
