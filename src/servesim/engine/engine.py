@@ -302,12 +302,12 @@ class ReplicaEngine:
         mml = cfg.max_model_len
         # Steps until the first request stops (at the end of that step), and each request's block slack:
         # it needs a new block after `slack` more tokens, then every bs.
-        k_max = SPAN_CHUNK
-        kv_tokens = 0
+        k_max: i64 = SPAN_CHUNK  # i64 locals: compiled, plain machine arithmetic (an int is tagged and checked)
+        kv_tokens: i64 = 0
         n_blocks = kv.n_blocks
         b = len(running)
         slack = zeros_column(b)  # filled by index: no append (and no growing) per request
-        i = 0
+        i: i64 = 0
         for rid in running:
             r: i64 = rid  # unboxed once (see _apply_span)
             out = no[r]
@@ -349,7 +349,7 @@ class ReplicaEngine:
         used_before = kv.num_used
         n_blocks, n_hashed = kv.n_blocks, kv.n_hashed
         caching = kv.enable_caching  # without caching nothing is hashed
-        new_blocks = 0
+        new_blocks: i64 = 0
         done = []
         emits = self.emits
         last_emit, range_start = emits.last, emits.first

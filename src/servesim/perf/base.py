@@ -87,7 +87,13 @@ class StepTotals:
         """The sums of a step's `count` scheduled requests: request rids[i] gets tokens[i] new tokens on top of
         its computed[rids[i]] ones (a decode if that is 1 token over a non-empty context). One pass in locals
         (compiled, native ints), the attributes written once."""
-        num_tokens = prefill_seqs = prefill_tokens = prefill_kv_tokens = decode_seqs = decode_kv_tokens = 0
+        # i64 locals: compiled, plain machine adds (an int local is a tagged value, checked at every add)
+        num_tokens: i64 = 0
+        prefill_seqs: i64 = 0
+        prefill_tokens: i64 = 0
+        prefill_kv_tokens: i64 = 0
+        decode_seqs: i64 = 0
+        decode_kv_tokens: i64 = 0
         pairs = 0.0
         for i in range(count):
             n = tokens[i]

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from servesim.columns import COMPILED, new_times, push, times_column
-from servesim.vec_types import append, vec
+from servesim.vec_types import append, i64, vec
 from servesim.errors import ServesimError
 from servesim.hardware.catalog import Device
 from servesim.models.spec import DTYPE_BYTES, ModelSpec
@@ -339,7 +339,7 @@ class CalibratedModel:
             t2 = tile * tile
             t4, t3 = t2 * t2, t2 * tile
             grow = float(num_seqs)  # kv += num_seqs converts it the same way, every step
-            left = max_steps  # a count down, not `for _ in range()`: compiled, that boxed `_` every step
+            left: i64 = max_steps  # a count down, not `for _ in range()`: compiled, that boxed `_` every step
             while left > 0:
                 left -= 1
                 k = kv  # forms.decode_kv of kv / micro (micro is 1), inlined: a call per step costs more than this
