@@ -252,23 +252,26 @@ class ReplicaEngine:
         req, cfg, emits = self.req, self.cfg, self.emits
         nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens
         done = []
-        last_emit = emits.last
+        last_emit, first_token = emits.last, req.first_token
         rids = scheduled.rids
+        this: i64 = step  # i64 locals: compared with column values natively
+        before: i64 = step - 1
+        mml: i64 = cfg.max_model_len
         for i in range(scheduled.n):
             rid = rids[i]
             if nc[rid] != pl[rid] + no[rid]:  # a prompt chunk that samples nothing
                 continue
             out = no[rid] + 1
             no[rid] = out
-            if last_emit[rid] == step - 1:  # EmitLog.emit, inlined: most tokens continue a range
-                last_emit[rid] = step
+            if last_emit[rid] == before:  # EmitLog.emit, inlined: most tokens continue a range
+                last_emit[rid] = this
             else:
                 emits.emit(rid, step)
             if out == 1:  # its first token (outputs survive preemption, so this happens once)
-                req.first_token[rid] = end
+                first_token[rid] = end
             if out >= mt[rid]:
                 done.append((rid, FINISH_LENGTH))
-            elif pl[rid] + out >= cfg.max_model_len:
+            elif pl[rid] + out >= mml:
                 done.append((rid, FINISH_MODEL_LEN))
         if done:
             self._finish(done, end)
@@ -298,11 +301,11 @@ class ReplicaEngine:
         req, cfg, kv = self.req, self.cfg, self.kv
         running = self.running
         nc, no, pl, mt = req.num_computed, req.num_output, req.prompt_len, req.max_tokens
-        bs = cfg.block_size
-        mml = cfg.max_model_len
+        bs: i64 = cfg.block_size  # i64 locals: compiled, plain machine arithmetic (an int is tagged and checked)
+        mml: i64 = cfg.max_model_len
         # Steps until the first request stops (at the end of that step), and each request's block slack:
         # it needs a new block after `slack` more tokens, then every bs.
-        k_max: i64 = SPAN_CHUNK  # i64 locals: compiled, plain machine arithmetic (an int is tagged and checked)
+        k_max: i64 = SPAN_CHUNK
         kv_tokens: i64 = 0
         n_blocks = kv.n_blocks
         b = len(running)
@@ -343,6 +346,11 @@ class ReplicaEngine:
         bs, mml = cfg.block_size, cfg.max_model_len
         first_step = len(self.steps)
         last_step = first_step + k - 1
+        # i64 copies for the loop below: compared with and stored into columns natively
+        steps: i64 = k
+        first: i64 = first_step
+        last: i64 = last_step
+        limit: i64 = mml
         if self.schedule_log is not None:
             entry = [(rid, 1) for rid in running]
             self.schedule_log.extend((entry, []) for _ in range(k))
@@ -354,14 +362,14 @@ class ReplicaEngine:
         emits = self.emits
         last_emit, range_start = emits.last, emits.first
         first_token = req.first_token
-        continuing = first_step - 1
+        continuing: i64 = first_step - 1
         # Block counts by shifts where the block size is a power of two (vLLM's are): two divisions per request
         # cost more than the rest of its update. c >= 0, so c >> s is c // bs and (c + bs - 1) >> s is ceil.
         shift: i64 = bs.bit_length() - 1 if bs & (bs - 1) == 0 else -1
         round_up: i64 = bs - 1
         for r in running:  # the hot loop: EmitLog.emit_range inlined
             rid: i64 = r  # unboxed once: compiled, every index below is then a native int
-            c = nc[rid] + k
+            c = nc[rid] + steps
             held = n_blocks[rid]
             if shift >= 0:
                 blocks, full = (c + round_up) >> shift, c >> shift
@@ -374,16 +382,16 @@ class ReplicaEngine:
             if caching:
                 n_hashed[rid] = full
             nc[rid] = c
-            out = no[rid] = no[rid] + k
+            out = no[rid] = no[rid] + steps
             if last_emit[rid] != continuing:
                 emits.close_range(rid)
-                range_start[rid] = first_step
-                if out == k:  # no output before: its last prompt token was the one pending
+                range_start[rid] = first
+                if out == steps:  # no output before: its last prompt token was the one pending
                     first_token[rid] = ends[0]
-            last_emit[rid] = last_step
+            last_emit[rid] = last
             if out >= mt[rid]:
                 done.append((rid, FINISH_LENGTH))
-            elif pl[rid] + out >= mml:
+            elif pl[rid] + out >= limit:
                 done.append((rid, FINISH_MODEL_LEN))
         kv.take(new_blocks)
         b = len(running)

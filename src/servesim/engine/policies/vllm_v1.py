@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 from servesim.engine.policies.base import Policy, Schedule
+from servesim.vec_types import i64
 
 if TYPE_CHECKING:
     from servesim.engine.engine import ReplicaEngine
@@ -23,13 +24,14 @@ class VllmV1Policy(Policy):
         cfg, req, kv = eng.cfg, eng.req, eng.kv
         running, waiting = eng.running, eng.waiting
         nc, pl, no = req.num_computed, req.prompt_len, req.num_output
-        budget = cfg.max_num_batched_tokens
-        max_model_len = cfg.max_model_len
+        # i64 locals: compiled, plain machine arithmetic (an int local is tagged, checked at every operation)
+        budget: i64 = cfg.max_num_batched_tokens
+        max_model_len: i64 = cfg.max_model_len
         # The threshold keeps one long prompt from starving others; alone, a request may use the whole budget.
-        threshold = cfg.long_prefill_token_threshold if len(running) + len(waiting) > 1 else 0
+        threshold: i64 = cfg.long_prefill_token_threshold if len(running) + len(waiting) > 1 else 0
         preempted = False
 
-        i = 0
+        i: i64 = 0
         while i < len(running) and budget > 0:
             rid = running[i]
             computed = nc[rid]
