@@ -70,3 +70,13 @@ def test_a_schedule_behaves_as_an_insertion_ordered_dict_under_add_and_remove(op
             model.pop(rid, None)
         assert out.pairs() == list(model.items())
         assert out.total() == sum(model.values())
+
+
+def test_columns_from_numpy_and_filled_hold_their_values():
+    import numpy as np
+
+    from servesim.columns import array_column, filled_column
+
+    values = np.array([5, 0, 2**40, 7], dtype=np.int64)
+    assert list(array_column(values)) == values.tolist()
+    assert list(filled_column(3, -10)) == [-10, -10, -10]

@@ -9,7 +9,7 @@ is the faster column (a vec's item access goes through its Python protocol), and
 from __future__ import annotations
 
 from array import array
-from typing import Final
+from typing import Any, Final
 
 from servesim.vec_types import append, i64, u8, vec
 
@@ -37,6 +37,21 @@ def zeros_column(n: int) -> vec[i64]:
     if COMPILED:
         return vec[i64]([0] * n)
     return [0] * n  # type: ignore[return-value]
+
+
+def filled_column(n: int, fill: int) -> vec[i64]:
+    """n times `fill`, as zeros_column builds them (a list from the sources)."""
+    if COMPILED:
+        return vec[i64]([fill] * n)
+    return [fill] * n  # type: ignore[return-value]
+
+
+def array_column(values: Any) -> vec[i64]:
+    """A column from an int64 numpy array: compiled, a vec copied through the buffer protocol (no Python int per
+    value); from the sources, a list."""
+    if COMPILED:
+        return vec[i64](values)
+    return values.tolist()  # type: ignore[no-any-return]
 
 
 def times_column(n: int, fill: float) -> vec[float]:

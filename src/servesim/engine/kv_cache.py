@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Callable, Final, Hashable
 
-from servesim.columns import int_column
+from servesim.columns import zeros_column
 
 BlockKey = Callable[[int, int], Hashable]  # (request, block index) -> chained hash of that block
 
@@ -37,8 +37,8 @@ class RequestBlocks:
     instance serves every replica of a request table, since a request holds blocks on one replica at a time."""
 
     def __init__(self, num_requests: int):
-        self.held = int_column([0] * num_requests)
-        self.hashed = int_column([0] * num_requests)
+        self.held = zeros_column(num_requests)
+        self.hashed = zeros_column(num_requests)
         self.registered = [NOTHING_REGISTERED] * num_requests
         # True once a preemption registered a request's own blocks (for it to hit when it resumes): before that,
         # a request that shares no prefix has nothing a lookup could find.

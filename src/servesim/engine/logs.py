@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from servesim.columns import COMPILED, counts_column, int_column, push_int
+from servesim.columns import COMPILED, counts_column, filled_column, push_int, zeros_column
 from servesim.engine.log_columns import RowColumns, SpanColumns
 from servesim.vec_types import i64, vec
 
@@ -287,7 +287,7 @@ class StepLog:
 def new_emit_cursors(num_requests: int) -> tuple[vec[i64], vec[i64]]:
     # Not array("q"): the compiled engine reads a column item natively, an array item through a generic call
     # that boxes a new int.
-    return int_column([-10] * num_requests), int_column([0] * num_requests)
+    return filled_column(num_requests, -10), zeros_column(num_requests)
 
 
 

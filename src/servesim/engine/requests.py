@@ -6,7 +6,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from servesim.columns import COMPILED, codes_column, counts_column, int_column, times_column
+from servesim.columns import COMPILED, array_column, codes_column, counts_column, int_column, times_column, zeros_column
 from servesim.engine.kv_cache import RequestBlocks
 from servesim.engine.logs import new_emit_cursors
 from servesim.vec_types import i64, vec
@@ -23,9 +23,9 @@ REJECTED: Final = 3
 def _lengths(values) -> vec[i64]:
     """A column of request lengths. Run from the sources, a list whose equal values share one int object: 8 bytes
     a request instead of ~36, since lengths repeat across a million requests. Compiled, a vec (8 bytes each)."""
-    ints = np.asarray(values, dtype=np.int64).tolist()
     if COMPILED:
-        return int_column(ints)
+        return array_column(np.ascontiguousarray(values, dtype=np.int64))
+    ints = np.asarray(values, dtype=np.int64).tolist()
     canonical: dict[Any, Any] = {}
     return int_column([canonical.setdefault(v, v) for v in ints])
 
@@ -46,8 +46,8 @@ class RequestTable:
         self.prefix_block_tokens = prefix_block_tokens
         self.priority = list(priority) if priority is not None else None
         self.client = list(client) if client is not None else None
-        self.num_output = int_column([0] * n)
-        self.num_computed = int_column([0] * n)
+        self.num_output = zeros_column(n)
+        self.num_computed = zeros_column(n)
         self.status = codes_column(n)
         self.num_preemptions = counts_column(n)
         self.cached_tokens = counts_column(n)  # prefix-cache hit at first admission
