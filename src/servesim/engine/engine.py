@@ -170,7 +170,8 @@ class ReplicaEngine:
         """
         self.finished_now = []
         self.preempted_now = []
-        while self.use_spans and self.running and self.policy.decode_span_ok(self):
+        certified = False  # after a span that ended in finishes with nobody waiting (see Policy.decode_span_ok)
+        while self.use_spans and self.running and (certified or self.policy.decode_span_ok(self)):
             plan = self._plan_span(now, hint)
             if plan is None:
                 break
@@ -183,6 +184,7 @@ class ReplicaEngine:
             if len(self.finished_now) == finished:  # stopped by the free blocks or SPAN_CHUNK: the next unit decides
                 return end
             now = end
+            certified = True
         if self.finished_now:  # decoding stopped being quiet right after a span: the next unit starts there
             return now
         return self._step(now)
