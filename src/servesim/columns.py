@@ -54,6 +54,13 @@ def array_column(values: Any) -> vec[i64]:
     return values.tolist()  # type: ignore[no-any-return]
 
 
+def float_array_column(values: Any) -> vec[float]:
+    """array_column for a float64 numpy array: a vec compiled, a list from the sources."""
+    if COMPILED:
+        return vec[float](values)
+    return values.tolist()  # type: ignore[no-any-return]
+
+
 def times_column(n: int, fill: float) -> vec[float]:
     """n times `fill`: a vec compiled, an array("d") from the sources."""
     if COMPILED:

@@ -11,13 +11,13 @@ replica as it stands at the arrival instant.
 from __future__ import annotations
 
 import math
-from array import array
 from heapq import heappop, heappush  # the functions, not heapq.X: compiled, one attribute lookup fewer a call
 from typing import Callable
 
 import numpy as np
 
 from servesim.cluster.events import ReplicaQueue
+from servesim.columns import float_array_column
 from servesim.cluster.replica import Replica
 from servesim.cluster.router import RoundRobinRouter, Router
 from servesim.cluster.transfer import KVTransfer
@@ -38,7 +38,8 @@ class ArrivalSource:
             self._heap = [(0.0, rid) for rid in range(first)]
             self._next_rid = first
         else:
-            self._times = array("d", np.asarray(workload.arrival, dtype=np.float64).tobytes())  # 8 B a request
+            # A column (8 B a request; compiled, a vec read natively, where an array item is a generic call)
+            self._times = float_array_column(np.ascontiguousarray(workload.arrival, dtype=np.float64))
             self._upcoming = self._times[0] if self.n else math.inf  # asked for at every event: kept as a float
 
     def next_time(self) -> float:
