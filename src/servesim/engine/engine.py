@@ -82,6 +82,9 @@ class ReplicaEngine:
         self._blocked_head = -1
         self._blocked_frees = -1
         self.pending: SpanPlan | None = None  # a planned span not yet applied
+        # The one SpanPlan every plan fills (at most one is pending, and none outlives the next plan): an object
+        # per span would be allocated and freed ~2 times a request.
+        self._plan = SpanPlan(0.0, 0, as_times([]), zeros_column(0), 0)
         self.scheduled = Schedule(cfg.max_num_seqs)  # the latest single step's schedule (reused: no allocation)
 
     # --- what policies and drivers use ---
@@ -339,7 +342,9 @@ class ReplicaEngine:
             ends = calibrated.decode_span_until(b, kv_tokens, k_max, now, horizon)
         else:
             ends = as_times(decode_span_until(self.cost, b, kv_tokens, k_max, now, horizon))
-        return SpanPlan(now, kv_tokens, ends, slack, kv.num_used)
+        plan = self._plan
+        plan.start, plan.kv_tokens, plan.ends, plan.slack, plan.kv_used = now, kv_tokens, ends, slack, kv.num_used
+        return plan
 
     def _apply_span(self, k: int, now: float, kv_tokens: int, ends: vec[float], slack: vec[i64]) -> None:
         req, cfg, kv = self.req, self.cfg, self.kv
