@@ -1,5 +1,5 @@
-"""The engine's columns: per-request state indexed by request id, and a decode span's step end times. Unboxed
-`vec`s when compiled, lists and arrays when run from the sources.
+"""The engine's columns: per-request state indexed by request id, a step's schedule, a decode span's step end
+times and block slack. Unboxed `vec`s when compiled, lists and arrays when run from the sources.
 
 Compiled, reading a list item unboxes a Python int and storing one boxes a new one (PyLong allocation and
 refcounting for every request of every step); a vec item is a plain int64 in C. Run from the sources, a list
@@ -19,7 +19,10 @@ COMPILED: Final = not __file__.endswith(".py")  # Final: compiled, a C static, n
 def int_column(values: list[int]) -> vec[i64]:
     """A column holding `values`: a vec when this module runs compiled, the list itself otherwise."""
     if COMPILED:
-        return vec[i64](values)
+        column = vec[i64](capacity=len(values))  # not vec[i64](values): see zeros_column
+        for v in values:
+            column = append(column, v)
+        return column
     return values  # type: ignore[return-value]  # run from the sources: a list stands in for the vec
 
 
