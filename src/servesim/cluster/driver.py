@@ -17,10 +17,10 @@ from typing import Callable
 import numpy as np
 
 from servesim.cluster.events import ReplicaQueue
-from servesim.columns import float_array_column
 from servesim.cluster.replica import Replica
 from servesim.cluster.router import RoundRobinRouter, Router
 from servesim.cluster.transfer import KVTransfer
+from servesim.columns import float_array_column
 from servesim.engine.engine import rejects
 from servesim.workload.workload import Workload
 

@@ -290,8 +290,6 @@ def new_emit_cursors(num_requests: int) -> tuple[vec[i64], vec[i64]]:
     return filled_column(num_requests, -10), zeros_column(num_requests)
 
 
-
-
 class EmitLog:
     """Token emissions as (request, first step, last step) ranges of consecutive steps."""
 
