@@ -155,13 +155,14 @@ def test_runs_with_the_same_clock_inputs_share_one_clock_and_write_the_same_byte
     from servesim import simulate
 
     cfg = make_config(None, model="llama-3.1-8b", gpu="h100", workload="chat", seed=3, requests=300)
-    simulate._CLOCKS.clear()
+    simulate._calibrated_clock.cache_clear()
     first = run_simulation(cfg)  # builds the clock
     second = run_simulation(cfg)  # reuses it, its caches warm
-    assert len(simulate._CLOCKS) == 1
+    assert simulate._calibrated_clock.cache_info().currsize == 1
     run_simulation(make_config(None, model="llama-3.1-8b", gpu="h100", workload="chat", seed=3, requests=300,
                                max_num_seqs=64))
-    assert len(simulate._CLOCKS) == 2  # another max_num_seqs prices other table sizes: a clock of its own
+    # another max_num_seqs prices other table sizes: a clock of its own
+    assert simulate._calibrated_clock.cache_info().currsize == 2
     write_result(first, tmp_path / "a")
     write_result(second, tmp_path / "b")
     for f in sorted(p.name for p in (tmp_path / "a").iterdir()):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -113,10 +114,6 @@ def resolve_engine(cfg: RunConfig, model: ModelSpec, device) -> tuple[EngineConf
     return ecfg, plan
 
 
-CLOCKS_KEPT = 16
-_CLOCKS: dict[tuple, object] = {}  # make_cost_model's calibrated clocks by their inputs, oldest first
-
-
 def make_cost_model(cfg: RunConfig, model: ModelSpec, device, ecfg: EngineConfig):
     """The step clock a run uses (the planner's analytic bounds use the same one): the calibrated kernel
     model (default) or the plain roofline."""
@@ -135,25 +132,26 @@ def make_cost_model(cfg: RunConfig, model: ModelSpec, device, ecfg: EngineConfig
         if cfg.pp > 1:
             raise ServesimError("--pp > 1 needs --cost-model calibrated (the roofline model has no pipeline stages)")
         return RooflineModel(model, device, tp=cfg.tp, kv_dtype=kv_dtype, step_overhead=cfg.step_overhead)
+    # A user's kernel file counts by its version: an edited file is a new clock.
+    kernels_version = os.stat(cfg.kernels).st_mtime_ns if cfg.kernels and os.path.exists(cfg.kernels) else None
+    return _calibrated_clock(model, device, cfg.tp, cfg.pp, cfg.engine, kv_dtype, cfg.kernels, kernels_version,
+                             cfg.step_overhead, ecfg.max_num_batched_tokens, ecfg.max_num_seqs, cfg.interconnect,
+                             cfg.enforce_eager)
+
+
+# A clock holds prices and caches of them, never run state, so runs with the same inputs share one: a sweep of
+# scheduler knobs builds it once (its tables take a few ms). `kernels_version` is only part of the cache key.
+@functools.lru_cache(maxsize=16)
+def _calibrated_clock(model: ModelSpec, device, tp: int, pp: int, engine: str, kv_dtype: str, kernels: str | None,
+                      kernels_version: int | None, step_overhead: float | None, max_tokens: int, max_num_seqs: int,
+                      interconnect: str | None, enforce_eager: bool):
     from servesim.perf.calibrated import CalibratedModel
     from servesim.perf.kernels.calibration import load_calibration
 
-    # A clock holds prices and caches of them, never run state, so runs with the same inputs share one: a sweep
-    # of scheduler knobs builds it once (its tables take a few ms). A user's kernel file counts by its version.
-    kernels_version = os.stat(cfg.kernels).st_mtime_ns if cfg.kernels and os.path.exists(cfg.kernels) else None
-    key = (model, device, cfg.tp, cfg.pp, cfg.engine, kv_dtype, cfg.kernels, kernels_version, cfg.step_overhead,
-           ecfg.max_num_batched_tokens, ecfg.max_num_seqs, cfg.interconnect, cfg.enforce_eager)
-    cost = _CLOCKS.get(key)
-    if cost is None:
-        calibration = load_calibration(device, cfg.engine, cfg.kernels)
-        cost = CalibratedModel(model, device, tp=cfg.tp, pp=cfg.pp, engine=cfg.engine, kv_dtype=kv_dtype,
-                               calibration=calibration, step_overhead=cfg.step_overhead,
-                               max_tokens=ecfg.max_num_batched_tokens, max_num_seqs=ecfg.max_num_seqs,
-                               interconnect=cfg.interconnect, cuda_graphs=not cfg.enforce_eager)
-        if len(_CLOCKS) >= CLOCKS_KEPT:
-            _CLOCKS.pop(next(iter(_CLOCKS)))  # the oldest
-        _CLOCKS[key] = cost
-    return cost
+    calibration = load_calibration(device, engine, kernels)
+    return CalibratedModel(model, device, tp=tp, pp=pp, engine=engine, kv_dtype=kv_dtype, calibration=calibration,
+                           step_overhead=step_overhead, max_tokens=max_tokens, max_num_seqs=max_num_seqs,
+                           interconnect=interconnect, cuda_graphs=not enforce_eager)
 
 
 def cluster_pools(cfg: RunConfig) -> list[PoolSpec]:

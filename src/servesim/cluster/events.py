@@ -10,7 +10,7 @@ then costs one scan of a few floats); above that an indexed binary min-heap keep
 
 from __future__ import annotations
 
-from servesim.columns import counts_column, int_column, times_column
+from servesim.columns import counts_column, filled_column, times_column
 
 SCAN_MAX = 32
 
@@ -20,7 +20,7 @@ class ReplicaQueue:
         # Columns (servesim.columns: unboxed vecs compiled): a list would box a new float and int every reschedule.
         self._time = times_column(num_replicas, 0.0)
         self._version = counts_column(num_replicas)
-        self._at = int_column([-1] * num_replicas)  # each replica's position in the heap (0 in a scanned queue), -1 when absent
+        self._at = filled_column(num_replicas, -1)  # each replica's position in the heap (0 if scanned), -1 if absent
         self._heap: list[int] = []  # replica ids (small ints: moving one allocates nothing)
         self._scanned = num_replicas <= SCAN_MAX
         self._size = 0
